@@ -1,0 +1,66 @@
+"""The storage interface every backend implements (SQLite, PostgreSQL).
+
+SQL stays inside ``store/``; the pipeline sees only this Protocol and the
+typed records. One contract-test module runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aggregator.records import EventRecord, NewsRecord, Record, SourceState
+
+__all__ = ["StoredEvent", "StoredNews", "Store", "UpsertSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNews:
+    record: NewsRecord
+    first_seen: datetime  # when we first stored it (fallback publication date)
+    changed_at: datetime  # when its content last changed
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    record: EventRecord
+    sequence: int  # our SEQUENCE: rises each time the event's content changes
+    first_seen: datetime
+    changed_at: datetime  # LAST-MODIFIED in the published calendar
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertSummary:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class Store(Protocol):
+    def upsert(self, source: str, records: Sequence[Record], *, now: datetime) -> UpsertSummary:
+        """Insert or update a source's records in one transaction; never deletes."""
+        ...
+
+    def news(self, *, source: str | None = None, tag: str | None = None, limit: int | None = None) -> list[StoredNews]:
+        """News newest first (published, else first_seen)."""
+        ...
+
+    def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
+        """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one."""
+        ...
+
+    def state(self, name: str) -> SourceState:
+        """Stored state of one source (an empty one if never seen)."""
+        ...
+
+    def states(self) -> list[SourceState]: ...
+
+    def save_state(self, state: SourceState) -> None: ...
+
+    def generation(self) -> int:
+        """A number that rises whenever records change: publish skips work when it has not."""
+        ...
+
+    def close(self) -> None: ...
