@@ -166,6 +166,8 @@ class ParseResult:
     # The feed or calendar a page pointed at, when auto-discovery used one.
     discovered_url: str | None = None
     explanations: tuple[Explanation, ...] = ()
+    # (record key, url) pairs whose detail page would fill a missing date, place or summary.
+    detail_links: tuple[tuple[str, str], ...] = ()
 
     @property
     def news(self) -> list[NewsRecord]:
