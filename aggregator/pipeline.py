@@ -1,0 +1,319 @@
+"""One source's cycle: fetch -> parse -> store, and the state that decides the next one.
+
+This is the wiring between the I/O edges (fetcher, store) and the pure middle
+(parse/, extract/). Parsing runs in a process pool when one is given, so the
+event loop keeps fetching while both cores parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from aggregator.config import Config, SourceConfig
+from aggregator.errors import FetchError
+from aggregator.fetch import Fetcher, FetchResult
+from aggregator.logs import log_event
+from aggregator.metrics import Metrics
+from aggregator.parse import parse_document
+from aggregator.parse.detail import enrich_from_detail
+from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
+from aggregator.store.base import Store, UpsertSummary
+
+__all__ = ["Outcome", "Pipeline", "SourceOutcome", "next_run_after_failure", "next_run_after_success"]
+
+log = logging.getLogger("aggregator.pipeline")
+
+
+class Outcome(StrEnum):
+    CHANGED = "changed"  # new or updated records stored
+    UNCHANGED = "unchanged"  # fetched and parsed (or body identical): nothing new
+    NOT_MODIFIED = "not-modified"  # 304
+    FAILED = "failed"
+    SKIPPED = "skipped"  # disabled
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    source: str
+    outcome: Outcome
+    summary: UpsertSummary = field(default_factory=UpsertSummary)
+    records: int = 0
+    error: str | None = None
+    problems: tuple[Problem, ...] = ()
+    duration: float = 0.0
+    nbytes: int = 0
+    next_run: datetime | None = None
+
+
+def _jitter(delay: timedelta, share: float = 0.1) -> timedelta:
+    """Spread retries so sources that failed together do not retry together."""
+    return delay * (1 + random.uniform(-share, share))
+
+
+def next_run_after_success(source: SourceConfig, now: datetime, max_age: float | None) -> datetime:
+    """The configured interval is a minimum; a longer Cache-Control max-age stretches it."""
+    delay = source.interval
+    if max_age is not None and max_age > delay.total_seconds():
+        delay = timedelta(seconds=min(max_age, 7 * 86400))
+    return now + _jitter(delay, 0.05)
+
+
+def next_run_after_failure(
+    source: SourceConfig, now: datetime, failures: int, cap: timedelta, retry_after: float | None
+) -> datetime:
+    """Exponential backoff from the interval, capped, never sooner than Retry-After."""
+    delay = source.interval * (2 ** max(0, min(failures - 1, 20)))
+    delay = min(delay, cap)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=min(retry_after, cap.total_seconds())))
+    return now + _jitter(delay)
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _parse(
+    body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime
+) -> ParseResult:
+    # Top-level so a process pool can pickle it.
+    return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
+
+
+def _enrich(record: Record, body: bytes, source: SourceConfig, url: str, fetched_at: datetime) -> Record:
+    return enrich_from_detail(record, body, source=source, url=url, fetched_at=fetched_at)
+
+
+class Pipeline:
+    """Runs source cycles against one store and one fetcher."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        fetcher: Fetcher,
+        *,
+        executor: Executor | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.fetcher = fetcher
+        self.executor = executor
+        self.metrics = metrics
+        self.clock = clock
+
+    async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def run_all(
+        self,
+        sources: Sequence[SourceConfig] | None = None,
+        *,
+        on_done: Callable[[SourceOutcome], None] | None = None,
+    ) -> list[SourceOutcome]:
+        """Fetch every given source concurrently (the fetcher bounds concurrency per host and overall)."""
+        chosen = list(sources if sources is not None else self.config.sources)
+
+        async def one(source: SourceConfig) -> SourceOutcome:
+            outcome = await self.run_source(source)
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(s) for s in chosen)))
+
+    async def run_source(self, source: SourceConfig) -> SourceOutcome:
+        """One cycle of one source. Never raises for a source's own failure."""
+        started = time.monotonic()
+        if not source.enabled:
+            return SourceOutcome(source.name, Outcome.SKIPPED)
+        state: SourceState = await self._store(self.store.state, source.name)
+        now = self.clock()
+        url = state.discovered_url or source.url
+        try:
+            result = await self.fetcher.fetch(url, source=source, validators=state.validators)
+        except FetchError as error:
+            return await self._failed(source, state, now, error, started)
+        if result.not_modified:
+            return await self._succeeded(
+                source, state, now, result, started, Outcome.NOT_MODIFIED, UpsertSummary(), 0, (), None
+            )
+        digest = body_hash(result.body)
+        if digest == state.body_hash and state.last_error is None:
+            # Same bytes as last time: no parsing, no database writes (a server without validators).
+            return await self._succeeded(
+                source, state, now, result, started, Outcome.UNCHANGED, UpsertSummary(), 0, (), digest
+            )
+        parsed: ParseResult = await self._in_pool(
+            _parse, result.body, source, result.final_url, result.content_type, now
+        )
+        discovered = state.discovered_url
+        if parsed.discovered_url and not parsed.records:
+            try:
+                feed = await self.fetcher.fetch(parsed.discovered_url, source=source)
+            except FetchError as error:
+                return await self._failed(source, state, now, error, started)
+            inner: ParseResult = await self._in_pool(
+                _parse, feed.body, source, feed.final_url, feed.content_type, now
+            )
+            marked = tuple(_mark_discovered(r) for r in inner.records)
+            parsed = replace(inner, records=marked, problems=parsed.problems + inner.problems)
+            discovered = feed.url
+            result = feed
+            digest = body_hash(feed.body)
+        records = await self._with_details(source, parsed, now)
+        if not records and parsed.problems:
+            # An error page or a document that is not what the source should be: a failure,
+            # and the records stored earlier stay published.
+            error = FetchError(result.final_url, parsed.problems[0].message, reason="parse")
+            return await self._failed(source, state, now, error, started, problems=parsed.problems)
+        summary: UpsertSummary = await self._store(self.store.upsert, source.name, records, now=now)
+        outcome = Outcome.CHANGED if summary.new or summary.updated else Outcome.UNCHANGED
+        state = replace(state, discovered_url=discovered)
+        return await self._succeeded(
+            source, state, now, result, started, outcome, summary, len(records), parsed.problems, digest
+        )
+
+    async def _with_details(self, source: SourceConfig, parsed: ParseResult, now: datetime) -> list[Record]:
+        records = list(parsed.records)
+        wanted = parsed.detail_links[: source.max_detail_pages]
+        if not wanted:
+            return records
+        index = {r.key: i for i, r in enumerate(records)}
+
+        async def enrich(key: str, link: str) -> None:
+            if key not in index:
+                return
+            try:
+                page = await self.fetcher.fetch(link, source=source)
+            except FetchError as error:
+                log_event(log, logging.INFO, "detail-failed", source=source.name, url=link, error=str(error))
+                return
+            i = index[key]
+            records[i] = await self._in_pool(_enrich, records[i], page.body, source, page.final_url, now)
+
+        await asyncio.gather(*(enrich(k, u) for k, u in wanted))
+        return records
+
+    async def _succeeded(
+        self,
+        source: SourceConfig,
+        state: SourceState,
+        now: datetime,
+        result: FetchResult,
+        started: float,
+        outcome: Outcome,
+        summary: UpsertSummary,
+        count: int,
+        problems: tuple[Problem, ...],
+        digest: str | None,
+    ) -> SourceOutcome:
+        next_run = next_run_after_success(source, now, result.max_age)
+        items = state.items + summary.new
+        new_state = replace(
+            state,
+            validators=result.validators if result.validators != Validators() else state.validators,
+            body_hash=digest if digest is not None else state.body_hash,
+            last_attempt=now,
+            last_success=now,
+            last_error=None,
+            consecutive_failures=0,
+            items=items,
+            last_yield=count if outcome in (Outcome.CHANGED, Outcome.UNCHANGED) and count else state.last_yield,
+            next_run=next_run,
+            dormant=False,
+            redirected_to=result.permanent_redirect,
+        )
+        await self._store(self.store.save_state, new_state)
+        duration = time.monotonic() - started
+        for problem in problems[:20]:
+            log_event(log, logging.WARNING, "problem", source=source.name, message=problem.message, where=problem.where)
+        log_event(
+            log,
+            logging.INFO,
+            "fetched",
+            source=source.name,
+            url=result.final_url,
+            status=result.status,
+            outcome=str(outcome),
+            duration=round(duration, 3),
+            bytes=len(result.body),
+            new=summary.new,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+        )
+        if self.metrics is not None:
+            self.metrics.observe_fetch(source.name, "not_modified" if result.not_modified else "ok", duration, len(result.body))
+            self.metrics.set_source(source.name, items, now, 0)
+        return SourceOutcome(
+            source.name, outcome, summary, count, None, problems, duration, len(result.body), next_run
+        )
+
+    async def _failed(
+        self,
+        source: SourceConfig,
+        state: SourceState,
+        now: datetime,
+        error: FetchError,
+        started: float,
+        problems: tuple[Problem, ...] = (),
+    ) -> SourceOutcome:
+        failures = state.consecutive_failures + 1
+        defaults = self.config.defaults
+        failing_since = state.last_success or state.last_attempt or now
+        dormant = error.reason == "gone" or (
+            state.last_success is not None and now - failing_since > defaults.dormant_after
+        )
+        cap = timedelta(days=1) if dormant else defaults.backoff_cap
+        next_run = next_run_after_failure(source, now, failures, max(cap, source.interval), error.retry_after)
+        message = str(error)
+        new_state = replace(
+            state,
+            last_attempt=now,
+            last_error=message,
+            consecutive_failures=failures,
+            next_run=next_run,
+            dormant=dormant,
+        )
+        await self._store(self.store.save_state, new_state)
+        duration = time.monotonic() - started
+        log_event(
+            log,
+            logging.WARNING,
+            "fetch-failed",
+            source=source.name,
+            url=error.url,
+            reason=error.reason,
+            status=error.status,
+            error=error.message,
+            failures=failures,
+            next_run=next_run.isoformat(timespec="seconds"),
+            duration=round(duration, 3),
+        )
+        if self.metrics is not None:
+            self.metrics.observe_fetch(source.name, error.reason, duration, 0)
+            self.metrics.set_source(source.name, state.items, state.last_success, failures)
+        return SourceOutcome(
+            source.name, Outcome.FAILED, error=message, problems=problems, duration=duration, next_run=next_run
+        )
+
+
+def _mark_discovered(record: Record) -> Record:
+    return replace(record, strategy=Strategy.DISCOVERED_FEED)

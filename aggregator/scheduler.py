@@ -1,0 +1,295 @@
+"""The daemon: APScheduler jobs per source, a debounced publisher, the HTTP front, reloads.
+
+A signal sets a flag; running source jobs finish (bounded), the last changes
+are published, then HTTP stops. Next run times come from the store, so a
+restart resumes where the last process left off instead of refetching
+everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import random
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from aggregator import USER_AGENT, config as config_module
+from aggregator.config import Config, SourceConfig
+from aggregator.errors import AggregatorError, ConfigErrors
+from aggregator.fetch import Fetcher
+from aggregator.logs import log_event
+from aggregator.metrics import Metrics
+from aggregator.pipeline import Outcome, Pipeline
+from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
+from aggregator.serve import build_app
+from aggregator.store.base import Store
+
+__all__ = ["Daemon", "DaemonOptions"]
+
+log = logging.getLogger("aggregator.daemon")
+
+PUBLISH_DEBOUNCE_S = 2.0  # publish once after a burst of changes, not once per source
+STOP_GRACE_S = 20.0  # how long running fetches may finish after SIGTERM
+RELOAD_POLL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    config_path: Path
+    data_dir: Path | None = None
+    feeds_dir: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    base_url: str | None = None
+    parse_workers: int = 2
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the daemon owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def first_run_time(source: SourceConfig, next_run: datetime | None, now: datetime) -> datetime:
+    """Resume from the stored schedule; overdue and new sources are spread out, not stormed."""
+    if next_run is not None and next_run > now:
+        return next_run
+    spread = min(source.interval.total_seconds() / 10, 30.0 if next_run is None else 300.0)
+    return now + timedelta(seconds=random.uniform(0, max(spread, 0.5)))
+
+
+class Daemon:
+    def __init__(self, config: Config, options: DaemonOptions) -> None:
+        self.config = config
+        self.options = options
+        self.metrics = Metrics()
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._ready = False
+        self._running: set[asyncio.Task[Any]] = set()
+        self._config_mtime = self._mtime()
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        lock = DataDirLock(self.config.data_dir)
+        lock.acquire()
+        executor = ProcessPoolExecutor(
+            max_workers=self.options.parse_workers, mp_context=multiprocessing.get_context("forkserver")
+        )
+        self.store = open_configured_store(self.config)
+        fetcher = Fetcher(self.config.defaults, user_agent=USER_AGENT)
+        self.pipeline = Pipeline(self.config, self.store, fetcher, executor=executor, metrics=self.metrics)
+        host = self.options.host or self.config.server.host
+        port = self.options.port if self.options.port is not None else self.config.server.port
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        server = _QuietServer(
+            uvicorn.Config(
+                build_app(
+                    self.config.feeds_dir,
+                    metrics=self.metrics,
+                    is_ready=lambda: self._ready,
+                    max_age=self._max_age(),
+                ),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                h11_max_incomplete_event_size=16 * 1024,
+            )
+        )
+        try:
+            self._publish_now()  # serve what the store already holds, at once
+            self.scheduler = AsyncIOScheduler(timezone=UTC)
+            self._schedule_all()
+            self.scheduler.start()
+            serving = asyncio.create_task(server.serve())
+            publisher = asyncio.create_task(self._publisher())
+            watcher = asyncio.create_task(self._watch_config())
+            log_event(log, logging.INFO, "started", host=host, port=port, sources=len(self.config.sources))
+            stop_wait = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if serving in done and serving.exception() is not None:
+                raise serving.exception()  # type: ignore[misc]
+            log_event(log, logging.INFO, "stopping", running=len(self._running))
+            self.scheduler.shutdown(wait=False)
+            watcher.cancel()
+            if self._running:
+                await asyncio.wait(self._running, timeout=STOP_GRACE_S)
+            publisher.cancel()
+            if self._dirty.is_set():
+                self._publish_now()
+            server.should_exit = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(serving, timeout=5)
+        finally:
+            await fetcher.aclose()
+            executor.shutdown(wait=False, cancel_futures=True)
+            self.store.close()
+            lock.release()
+            log_event(log, logging.INFO, "stopped")
+        return 0
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.options.config_path.stat().st_mtime
+        except OSError:
+            return None
+
+    def _max_age(self) -> int:
+        """Cache-Control for served files: a fraction of the shortest interval, 1-15 minutes."""
+        shortest = min((s.interval for s in self.config.sources), default=timedelta(minutes=30))
+        return int(min(max(shortest.total_seconds() / 4, 60), 900))
+
+    # ---- scheduling ------------------------------------------------------------------------
+
+    def _schedule_all(self) -> None:
+        assert self.scheduler is not None and self.store is not None
+        states = {s.name: s for s in self.store.states()}
+        now = datetime.now(UTC)
+        for source in self.config.sources:
+            if source.enabled:
+                state = states.get(source.name)
+                self._add_job(source, first_run_time(source, state.next_run if state else None, now))
+
+    def _add_job(self, source: SourceConfig, when: datetime) -> None:
+        assert self.scheduler is not None
+        seconds = source.interval.total_seconds()
+        self.scheduler.add_job(
+            self._job,
+            IntervalTrigger(seconds=seconds, jitter=min(60, int(seconds * 0.05)) or None, timezone=UTC),
+            args=[source.name],
+            id=source.name,
+            name=source.name,
+            next_run_time=when,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+
+    async def _job(self, name: str) -> None:
+        assert self.pipeline is not None and self.scheduler is not None
+        source = self.config.source(name)
+        if source is None or not source.enabled:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            outcome = await self.pipeline.run_source(source)
+            if outcome.outcome is Outcome.CHANGED:
+                self._dirty.set()
+            if outcome.next_run is not None and not self._stop.is_set():
+                with contextlib.suppress(Exception):
+                    self.scheduler.modify_job(name, next_run_time=outcome.next_run)
+        except Exception:
+            # A bug, not a source failure: log the traceback and push the next attempt out so a
+            # crash does not turn into a fetch loop.
+            log.exception("bug while running source %s", name)
+            with contextlib.suppress(Exception):
+                self.scheduler.modify_job(name, next_run_time=datetime.now(UTC) + source.interval)
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    # ---- publishing ------------------------------------------------------------------------
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(PUBLISH_DEBOUNCE_S)
+            self._dirty.clear()
+            await asyncio.to_thread(self._publish_now)
+
+    def _publish_now(self) -> None:
+        assert self.store is not None
+        started = time.monotonic()
+        try:
+            report = publish_from_store(
+                self.config,
+                self.store,
+                now=datetime.now(UTC),
+                base_url=base_url_of(self.config, self.options.host, self.options.port)
+                if not self.options.base_url
+                else self.options.base_url.rstrip("/") + "/",
+            )
+        except AggregatorError as error:
+            log_event(log, logging.ERROR, "publish-failed", error=str(error))
+            self._dirty.set()  # try again after the next change or the next cycle
+            return
+        duration = time.monotonic() - started
+        self.metrics.observe_publish(duration, len(report.written))
+        self._ready = True
+        log_event(
+            log, logging.INFO, "published", written=len(report.written), unchanged=report.unchanged, duration=round(duration, 3)
+        )
+
+    # ---- configuration reload --------------------------------------------------------------
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL_S)
+            mtime = self._mtime()
+            if mtime is not None and mtime != self._config_mtime:
+                await self.reload("file changed")
+
+    async def reload(self, why: str) -> None:
+        """Re-read sources.toml; an invalid file is rejected and the running configuration kept."""
+        self._config_mtime = self._mtime()
+        try:
+            new = config_module.load(
+                self.options.config_path, data_dir=self.options.data_dir, feeds_dir=self.options.feeds_dir
+            )
+        except ConfigErrors as errors:
+            for error in errors.errors:
+                log_event(log, logging.ERROR, "reload-rejected", why=why, error=str(error))
+            return
+        old = {s.name: s for s in self.config.sources}
+        fresh = {s.name: s for s in new.sources}
+        added = [n for n in fresh if n not in old]
+        removed = [n for n in old if n not in fresh]
+        changed = [n for n in fresh if n in old and fresh[n] != old[n]]
+        self.config = new
+        assert self.pipeline is not None and self.scheduler is not None and self.store is not None
+        self.pipeline.config = new
+        for name in removed:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(name)
+            self.metrics.remove_source(name)
+        now = datetime.now(UTC)
+        for name in added + changed:
+            source = fresh[name]
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(name)
+            if source.enabled:
+                state = self.store.state(name)
+                moved = name in changed and source.url != old[name].url
+                self._add_job(source, now if moved else first_run_time(source, state.next_run, now))
+        log_event(
+            log, logging.INFO, "reloaded", why=why, added=len(added), removed=len(removed), changed=len(changed)
+        )
+        if removed or changed:
+            self._dirty.set()
