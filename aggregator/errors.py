@@ -34,19 +34,31 @@ class AggregatorError(Exception):
 class ConfigError(AggregatorError):
     """One problem in a configuration file, pointing at file, line, source and key."""
 
-    def __init__(self, path: str, line: int | None, source: str | None, key: str | None, problem: str):
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        source: str | None,
+        key: str | None,
+        problem: str,
+        *,
+        index: int | None = None,
+    ):
         super().__init__(problem)
         self.path = path
         self.line = line
         self.source = source
         self.key = key
         self.problem = problem
+        self.index = index  # 1-based position of a [[source]] that has no usable name
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         parts = [where]
         if self.source is not None:
             parts.append(f"source '{self.source}'")
+        elif self.index is not None:
+            parts.append(f"source #{self.index}")
         if self.key is not None:
             parts.append(self.key)
         parts.append(self.problem)
