@@ -13,7 +13,7 @@ from typing import Protocol
 
 from aggregator.records import EventRecord, NewsRecord, Record, SourceState
 
-__all__ = ["StoredEvent", "StoredNews", "Store", "UpsertSummary"]
+__all__ = ["Store", "StoredEvent", "StoredNews", "UpsertSummary"]
 
 
 @dataclass(frozen=True, slots=True)

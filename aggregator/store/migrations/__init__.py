@@ -1,0 +1,1 @@
+"""Alembic migrations for the store, applied by ``open_store`` (see ``env.py``)."""

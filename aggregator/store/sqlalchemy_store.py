@@ -1,0 +1,448 @@
+"""The one Store implementation, on SQLite and PostgreSQL alike.
+
+SQLAlchemy Core rather than an ORM or two hand-written backends: the same query objects
+compile to both dialects (portable SQL), the engine pools connections for the daemon's
+threads, and Alembic migrates the schema from those same types. The few dialect
+differences live in small branches here: SQLite pragmas and ``BEGIN IMMEDIATE``, and on
+PostgreSQL ``FOR UPDATE SKIP LOCKED`` claims and an advisory lock around publishing.
+
+Records are stored as codec JSON (``payload``) plus the few columns queries filter and
+sort on, so adding a record field needs no migration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from aggregator.errors import StoreError
+from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
+from aggregator.store import codec
+from aggregator.store.base import StoredEvent, StoredNews, UpsertSummary
+from aggregator.store.schema import meta, record_tags, records, source_state
+
+__all__ = ["SqlStore", "open_store"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Arbitrary constants naming our PostgreSQL advisory locks ("cfpublsh", "cfmigrat").
+PUBLISH_LOCK = 0x6366_7075_626C_7368
+MIGRATE_LOCK = 0x6366_6D69_6772_6174
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "clusterfeeds_write"  # execution option: this transaction will write
+
+
+def _engine_url(url_or_path: str) -> str:
+    """``sqlite:///x``, ``postgresql://...`` or a plain file path -> a SQLAlchemy URL."""
+    if "://" not in url_or_path:
+        return f"sqlite:///{Path(url_or_path).expanduser()}"
+    url = make_url(url_or_path)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.get_backend_name() not in ("postgresql", "sqlite"):
+        raise StoreError(f"unsupported database URL {url_or_path!r}: use sqlite:///PATH or postgresql://...")
+    return url.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise StoreError("an SQLite store needs a file: sqlite:///path/to/clusterfeeds.sqlite3")
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the lock up front: a deferred transaction that reads first and
+        # writes later fails with "database is locked" instead of waiting for the busy timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+def open_store(url_or_path: str) -> SqlStore:
+    """Open (creating and migrating as needed) the store at a URL or SQLite file path.
+
+    Raises StoreError when the database cannot be reached or migrated.
+    """
+    url = _engine_url(url_or_path)
+    try:
+        engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open database {make_url(url)!r}: {exc}") from exc
+    store = SqlStore(engine)
+    try:
+        store.migrate()
+    except BaseException:
+        engine.dispose()
+        raise
+    return store
+
+
+def _as_utc_instant(value: datetime | date) -> datetime:
+    """A sortable UTC instant; an all-day date counts from its UTC midnight."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.combine(value, time(0), tzinfo=UTC)
+
+
+def _event_ends_at(record: EventRecord) -> datetime:
+    if record.end is not None:
+        return _as_utc_instant(record.end)
+    if not isinstance(record.start, datetime):
+        # RFC 5545 §3.6.1: an all-day DTSTART without DTEND lasts that one day.
+        return _as_utc_instant(record.start + timedelta(days=1))
+    return _as_utc_instant(record.start)
+
+
+def _row_values(record: Record, first_seen: datetime) -> dict[str, Any]:
+    """The filter/sort columns of one record (what ``payload`` alone cannot index)."""
+    if isinstance(record, NewsRecord):
+        sort_at = record.published.astimezone(UTC) if record.published is not None else first_seen
+        return {"sort_at": sort_at, "ends_at": None, "recurring": False}
+    return {
+        "sort_at": _as_utc_instant(record.start),
+        "ends_at": _event_ends_at(record),
+        "recurring": record.rrule is not None or bool(record.rdates),
+    }
+
+
+def _tags(record: Record) -> set[str]:
+    return {t.casefold() for t in record.tags if t.strip()}
+
+
+class SqlStore:
+    """``Store`` over a SQLAlchemy engine; thread-safe (one pooled connection per call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _transaction(self, action: str, *, write: bool) -> Iterator[Connection]:
+        """One transaction; database failures become StoreError naming the action."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE: write})
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action} failed: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}") from exc
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+        with self._transaction("migrating the database schema", write=True) as conn:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK)))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    # -- records -------------------------------------------------------------------------
+
+    def upsert(self, source: str, records_: Sequence[Record], *, now: datetime) -> UpsertSummary:
+        """Insert or update a source's records in one transaction; never deletes.
+
+        Unchanged records (same content hash) are not written at all. A changed event's
+        sequence rises by one (and never below the source's own SEQUENCE). A key given twice
+        in one call is stored once, from its first occurrence. The generation rises only
+        when something was inserted or updated.
+        """
+        if now.utcoffset() is None:
+            raise StoreError("upsert needs an aware 'now'")
+        batch: dict[tuple[str, str], Record] = {}
+        for record in records_:
+            if record.source != source:
+                raise StoreError(f"record {record.key!r} belongs to source {record.source!r}, not {source!r}")
+            batch.setdefault((record.kind.value, record.key), record)
+        if not batch:
+            return UpsertSummary()
+        now = now.astimezone(UTC)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        tag_rows: list[dict[str, Any]] = []
+        unchanged = 0
+        with self._transaction(f"storing records of source '{source}'", write=True) as conn:
+            existing = {
+                (row.kind, row.key): row
+                for row in conn.execute(
+                    select(
+                        records.c.kind, records.c.key, records.c.content_hash, records.c.sequence, records.c.first_seen
+                    ).where(records.c.source == source)
+                )
+            }
+            for (kind, key), record in batch.items():
+                digest = codec.content_hash(record)
+                own_sequence = record.sequence if isinstance(record, EventRecord) else 0
+                old = existing.get((kind, key))
+                if old is not None and old.content_hash == digest:
+                    unchanged += 1
+                    continue
+                first_seen = now if old is None else old.first_seen
+                values = {
+                    "b_source": source,
+                    "b_kind": kind,
+                    "b_key": key,
+                    "content_hash": digest,
+                    "payload": codec.encode(record),
+                    "changed_at": now,
+                    **_row_values(record, first_seen),
+                }
+                if old is None:
+                    inserts.append({**values, "sequence": own_sequence, "first_seen": now})
+                else:
+                    bump = old.sequence + 1 if kind == RecordKind.EVENT.value else old.sequence
+                    updates.append({**values, "sequence": max(bump, own_sequence)})
+                tag_rows.extend({"source": source, "kind": kind, "key": key, "tag": t} for t in _tags(record))
+            if inserts:
+                conn.execute(
+                    records.insert().values(
+                        source=bindparam("b_source"), kind=bindparam("b_kind"), key=bindparam("b_key")
+                    ),
+                    inserts,
+                )
+            if updates:
+                where = and_(
+                    records.c.source == bindparam("b_source"),
+                    records.c.kind == bindparam("b_kind"),
+                    records.c.key == bindparam("b_key"),
+                )
+                conn.execute(records.update().where(where), updates)
+                tag_where = and_(
+                    record_tags.c.source == bindparam("b_source"),
+                    record_tags.c.kind == bindparam("b_kind"),
+                    record_tags.c.key == bindparam("b_key"),
+                )
+                conn.execute(
+                    record_tags.delete().where(tag_where),
+                    [{"b_source": u["b_source"], "b_kind": u["b_kind"], "b_key": u["b_key"]} for u in updates],
+                )
+            if tag_rows:
+                conn.execute(record_tags.insert(), tag_rows)
+            if inserts or updates:
+                conn.execute(meta.update().where(meta.c.name == "generation").values(value=meta.c.value + 1))
+        return UpsertSummary(new=len(inserts), updated=len(updates), unchanged=unchanged)
+
+    def _record_query(self, kind: RecordKind, source: str | None, tag: str | None) -> Any:
+        query = select(records.c.payload, records.c.sequence, records.c.first_seen, records.c.changed_at).where(
+            records.c.kind == kind.value
+        )
+        if source is not None:
+            query = query.where(records.c.source == source)
+        if tag is not None:
+            query = query.where(
+                exists().where(
+                    record_tags.c.source == records.c.source,
+                    record_tags.c.kind == records.c.kind,
+                    record_tags.c.key == records.c.key,
+                    record_tags.c.tag == tag.casefold(),
+                )
+            )
+        return query
+
+    def news(self, *, source: str | None = None, tag: str | None = None, limit: int | None = None) -> list[StoredNews]:
+        """News newest first (published, else first_seen); ``tag`` matches ignoring case."""
+        query = self._record_query(RecordKind.NEWS, source, tag).order_by(
+            records.c.sort_at.desc(), records.c.source, records.c.key
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._transaction("reading news", write=False) as conn:
+            rows = conn.execute(query).all()
+        result = []
+        for row in rows:
+            record = codec.decode(RecordKind.NEWS, row.payload)
+            assert isinstance(record, NewsRecord)
+            result.append(StoredNews(record=record, first_seen=row.first_seen, changed_at=row.changed_at))
+        return result
+
+    def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
+        """Events ending (or starting, if open-ended) at or after ``since``, plus every recurring one.
+
+        Ordered by start (UTC), then source and key.
+        """
+        query = (
+            self._record_query(RecordKind.EVENT, source, tag)
+            .where(or_(records.c.ends_at >= since, records.c.recurring.is_(True)))
+            .order_by(records.c.sort_at, records.c.source, records.c.key)
+        )
+        with self._transaction("reading events", write=False) as conn:
+            rows = conn.execute(query).all()
+        result = []
+        for row in rows:
+            record = codec.decode(RecordKind.EVENT, row.payload)
+            assert isinstance(record, EventRecord)
+            result.append(
+                StoredEvent(record=record, sequence=row.sequence, first_seen=row.first_seen, changed_at=row.changed_at)
+            )
+        return result
+
+    def generation(self) -> int:
+        """A number that rises whenever records change: publish skips work when it has not."""
+        with self._transaction("reading the generation", write=False) as conn:
+            return int(conn.execute(select(meta.c.value).where(meta.c.name == "generation")).scalar_one())
+
+    # -- source state --------------------------------------------------------------------
+
+    @staticmethod
+    def _state_from_row(row: Any) -> SourceState:
+        return SourceState(
+            name=row.name,
+            validators=Validators(etag=row.etag, last_modified=row.last_modified),
+            body_hash=row.body_hash,
+            last_attempt=row.last_attempt,
+            last_success=row.last_success,
+            last_error=row.last_error,
+            consecutive_failures=row.consecutive_failures,
+            items=row.items,
+            last_yield=row.last_yield,
+            next_run=row.next_run,
+            dormant=row.dormant,
+            redirected_to=row.redirected_to,
+            discovered_url=row.discovered_url,
+        )
+
+    def state(self, name: str) -> SourceState:
+        """Stored state of one source (an empty one if never seen)."""
+        with self._transaction(f"reading state of source '{name}'", write=False) as conn:
+            row = conn.execute(select(source_state).where(source_state.c.name == name)).first()
+        return SourceState(name=name) if row is None else self._state_from_row(row)
+
+    def states(self) -> list[SourceState]:
+        """Every stored source state, by name."""
+        with self._transaction("reading source states", write=False) as conn:
+            rows = conn.execute(select(source_state).order_by(source_state.c.name)).all()
+        return [self._state_from_row(row) for row in rows]
+
+    def _insert(self) -> Any:
+        return postgresql.insert(source_state) if self.dialect == "postgresql" else sqlite.insert(source_state)
+
+    def save_state(self, state: SourceState) -> None:
+        """Insert or replace one source's state; its lease (``claim_due``) is left as it is."""
+        values = {
+            "etag": state.validators.etag,
+            "last_modified": state.validators.last_modified,
+            "body_hash": state.body_hash,
+            "last_attempt": state.last_attempt,
+            "last_success": state.last_success,
+            "last_error": state.last_error,
+            "consecutive_failures": state.consecutive_failures,
+            "items": state.items,
+            "last_yield": state.last_yield,
+            "next_run": state.next_run,
+            "dormant": state.dormant,
+            "redirected_to": state.redirected_to,
+            "discovered_url": state.discovered_url,
+        }
+        statement = self._insert().values(name=state.name, **values)
+        statement = statement.on_conflict_do_update(index_elements=[source_state.c.name], set_=values)
+        with self._transaction(f"saving state of source '{state.name}'", write=True) as conn:
+            conn.execute(statement)
+
+    def ensure_states(self, names: Iterable[str]) -> None:
+        """Create empty states (due at once) for sources not stored yet, so workers can claim them."""
+        rows = [{"name": n, "consecutive_failures": 0, "items": 0, "dormant": False} for n in dict.fromkeys(names)]
+        if not rows:
+            return
+        with self._transaction("registering sources", write=True) as conn:
+            conn.execute(self._insert().on_conflict_do_nothing(index_elements=[source_state.c.name]), rows)
+
+    # -- multi-worker coordination -------------------------------------------------------
+
+    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+        """Lease up to ``limit`` due sources (``next_run`` unset or <= now, lease free or expired).
+
+        Returns their names, most overdue first. On PostgreSQL concurrent workers skip rows
+        another is claiming (``FOR UPDATE SKIP LOCKED``), so claims are disjoint; SQLite
+        serialises writers, so the same UPDATE is exclusive there too.
+        """
+        if limit <= 0:
+            return []
+        due = (
+            select(source_state.c.name)
+            .where(
+                or_(source_state.c.next_run.is_(None), source_state.c.next_run <= now),
+                or_(source_state.c.lease_until.is_(None), source_state.c.lease_until <= now),
+            )
+            .order_by(source_state.c.next_run.asc().nulls_first(), source_state.c.name)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # compiled away on SQLite
+        )
+        statement = (
+            source_state.update()
+            .where(source_state.c.name.in_(due.scalar_subquery()))
+            .values(lease_owner=worker, lease_until=now + lease)
+            .returning(source_state.c.name, source_state.c.next_run)
+        )
+        with self._transaction(f"claiming due sources for worker '{worker}'", write=True) as conn:
+            claimed = conn.execute(statement).all()
+        never = datetime.min.replace(tzinfo=UTC)
+        return [row.name for row in sorted(claimed, key=lambda r: (r.next_run or never, r.name))]
+
+    def release(self, name: str, worker: str) -> None:
+        """Give up ``worker``'s lease on a source (no-op if another worker holds it now)."""
+        statement = (
+            source_state.update()
+            .where(source_state.c.name == name, source_state.c.lease_owner == worker)
+            .values(lease_owner=None, lease_until=None)
+        )
+        with self._transaction(f"releasing source '{name}'", write=True) as conn:
+            conn.execute(statement)
+
+    @contextmanager
+    def publish_lock(self) -> Iterator[bool]:
+        """Yield True if this process may publish now, False if another one is publishing.
+
+        PostgreSQL: a session advisory lock held on one dedicated connection for the block.
+        SQLite: one process owns the daemon, so always granted.
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        try:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            granted = bool(conn.execute(select(func.pg_try_advisory_lock(PUBLISH_LOCK))).scalar_one())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"taking the publish lock failed: {exc}") from exc
+        try:
+            yield granted
+        finally:
+            try:
+                if granted:
+                    conn.execute(select(func.pg_advisory_unlock(PUBLISH_LOCK)))
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        """Return every pooled connection; the store is unusable afterwards."""
+        self._engine.dispose()
