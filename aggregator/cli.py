@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -136,13 +138,17 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
     chosen = [s for s in config.sources if (s.name in names if names else s.enabled)]
     store = open_configured_store(config)
     fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
-    pipeline = Pipeline(config, store, fetcher)
+    # Parse on every core while the event loop keeps fetching; a handful of sources is not worth the start-up.
+    executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2) if len(chosen) >= 8 else None
+    pipeline = Pipeline(config, store, fetcher, executor=executor)
     progress = _Progress(len(chosen), sys.stderr)
     try:
         outcomes = await pipeline.run_all(chosen, on_done=progress.step)
     finally:
         progress.finish()
         await fetcher.aclose()
+        if executor is not None:
+            executor.shutdown()
     try:
         _print_fetch_table(outcomes, sys.stdout)
         if publish:

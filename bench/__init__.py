@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (small, medium) and `make bench-large`. Never part of `make test`."""

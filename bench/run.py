@@ -1,0 +1,320 @@
+"""``make bench``: our cycles against the floors of the same run, on the shared corpus.
+
+For each workload: generate the corpus (shared/bench/make_corpus.py), serve it
+with shared/bench/serve_corpus.py (8 loopback hosts, 20 ms latency), measure
+the floors (shared/bench/floor.py, newsboat when installed) against that same
+server, then run the real ``aggregator`` CLI: a first full cycle, an unchanged
+cycle (all 304), a cycle after 10 % of the corpus changed, publish alone, and
+100 unchanged cycles for memory (large only). Every figure is printed as a
+ratio to its floor and written to bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCH = Path(os.environ.get("CLUSTERFEEDS_SHARED", REPO.parent / "shared")) / "bench"
+WORK = Path(os.environ.get("BENCH_WORK", "/tmp/clusterfeeds-bench"))
+BENCH_VENV = WORK / "bench-venv"
+CONCURRENCY = 16
+LATENCY_MS = 20
+JITTER_MS = 5
+HOSTS = 8
+
+TARGETS = {
+    "full_cycle_vs_fetch_plus_parse": 1.5,
+    "unchanged_cycle_vs_fetch_304": 1.3,
+    "changed_10pct_vs_full_cycle": 0.35,
+    "publish_forced_vs_write_floor": 2.0,
+}
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+@dataclass
+class WorkloadResult:
+    name: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def bench_python() -> Path:
+    """A venv with the harness's pinned requirements (aiohttp server, floor libraries)."""
+    python = BENCH_VENV / "bin" / "python"
+    stamp = BENCH_VENV / ".stamp"
+    want = (SHARED_BENCH / "requirements.txt").read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != want:
+        log("creating the harness venv (first run only)")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(BENCH_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(SHARED_BENCH / "requirements.txt")], check=True
+        )
+        stamp.write_text(want)
+    return python
+
+
+def corpus(python: Path, workload: str, seed: int) -> Path:
+    out = WORK / f"corpus-{workload}-{seed}"
+    if not (out / "manifest.json").exists():
+        log(f"generating the {workload} corpus")
+        subprocess.run(
+            [str(python), str(SHARED_BENCH / "make_corpus.py"), "--workload", workload, "--seed", str(seed),
+             "--out", str(out), "--force"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return out
+
+
+class CorpusServer:
+    def __init__(self, python: Path, corpus_dir: Path, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        port_file = run_dir / "port"
+        port_file.unlink(missing_ok=True)
+        self.log = open(run_dir / "server.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(python), str(SHARED_BENCH / "serve_corpus.py"), str(corpus_dir), "--port", "0",
+             "--port-file", str(port_file), "--write-sources", str(run_dir / "served-sources.toml"),
+             "--latency-ms", str(LATENCY_MS), "--jitter-ms", str(JITTER_MS), "--hosts", str(HOSTS),
+             "--max-seconds", "7200"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for _ in range(3000):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError((run_dir / "server.log").read_text())
+            time.sleep(0.1)
+        self.base = f"http://127.0.0.1:{port_file.read_text().strip()}"
+
+    def post(self, path: str) -> Any:
+        request = urllib.request.Request(self.base + path, method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=600) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def floors(python: Path, corpus_dir: Path, run_dir: Path, repeat: int) -> dict[str, dict[str, Any]]:
+    log("measuring floors")
+    out = subprocess.run(
+        [str(python), str(SHARED_BENCH / "floor.py"), "--corpus", str(corpus_dir), "--sources",
+         str(run_dir / "served-sources.toml"), "--concurrency", str(CONCURRENCY), "--repeat", str(repeat)],
+        check=True, capture_output=True, text=True, cwd=SHARED_BENCH,
+    )  # fmt: skip
+    result: dict[str, dict[str, Any]] = {}
+    for line in out.stdout.splitlines():
+        row = json.loads(line)
+        result[row.get("floor", "context")] = row
+    peer = subprocess.run(
+        ["bash", str(SHARED_BENCH / "peer_newsboat.sh"), str(run_dir / "served-sources.toml"), str(CONCURRENCY),
+         str(repeat)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    for line in peer.stdout.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        result[f"newsboat_{row.get('phase', 'info')}"] = row
+    return result
+
+
+def project_sources(run_dir: Path) -> Path:
+    """The served sources.toml with our defaults: loopback allowed, all news published, same concurrency."""
+    served = (run_dir / "served-sources.toml").read_text(encoding="utf-8")
+    head, _, rest = served.partition("[defaults]")
+    defaults = (
+        "[defaults]\nallow_private = true\nmax_items = 1000000\npast_days = 3650\n"
+        f"concurrency = {CONCURRENCY}\nper_host = {CONCURRENCY}\ndata_dir = \"data\"\nfeeds_dir = \"feeds\"\n"
+    )
+    path = run_dir / "sources.toml"
+    path.write_text(head + defaults + rest, encoding="utf-8")
+    return path
+
+
+def aggregator(config: Path, *args: str) -> Run:
+    """Run the real CLI and measure wall time and the child's own peak RSS (wait4)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "aggregator"), "--config", str(config), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stdout, stderr = "", ""
+    assert proc.stdout and proc.stderr
+    stdout = proc.stdout.read()
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    return Run(seconds, usage.ru_maxrss / 1024, stdout, stderr, proc.returncode)
+
+
+def published_counts(feeds: Path) -> tuple[int, int]:
+    news = json.loads((feeds / "news.json").read_text(encoding="utf-8"))
+    uids = set()
+    for line in (feeds / "events.ics").read_text(encoding="utf-8").splitlines():
+        if line.startswith("UID:"):
+            uids.add(line[4:].strip())
+    return len(news["items"]), len(uids)
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def ratio(value: float, floor: float | None) -> float | None:
+    return round(value / floor, 3) if floor else None
+
+
+def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> WorkloadResult:
+    python = bench_python()
+    corpus_dir = corpus(python, name, seed)
+    run_dir = WORK / f"run-{name}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    server = CorpusServer(python, corpus_dir, run_dir)
+    result = WorkloadResult(name)
+    fig = result.figures
+    try:
+        floor = floors(python, corpus_dir, run_dir, repeat)
+        config = project_sources(run_dir)
+        manifest = json.loads((corpus_dir / "manifest.json").read_text())
+        counts = manifest["counts"]
+
+        full: list[Run] = []
+        for i in range(repeat):
+            shutil.rmtree(run_dir / "data", ignore_errors=True)
+            shutil.rmtree(run_dir / "feeds", ignore_errors=True)
+            log(f"{name}: full cycle {i + 1}/{repeat}")
+            full.append(aggregator(config, "fetch"))
+            if full[-1].returncode not in (0, 1):
+                raise RuntimeError(full[-1].stderr[-3000:])
+        server.post("/_stats/reset")
+        log(f"{name}: unchanged cycle")
+        unchanged = aggregator(config, "fetch")
+        stats = server.get("/_stats")
+        log(f"{name}: 10% changed cycle")
+        mutation = server.post(f"/_mutate?fraction=0.1&seed={seed}")
+        changed = aggregator(config, "fetch")
+        log(f"{name}: publish alone (nothing changed, then forced)")
+        publish_same = aggregator(config, "publish")
+        shutil.rmtree(run_dir / "feeds", ignore_errors=True)
+        publish_forced = aggregator(config, "publish")
+        news_out, events_out = published_counts(run_dir / "feeds")
+        truth_counts = server.get("/_manifest")["counts"]
+
+        def med(runs: list[Run]) -> float:
+            return sorted(r.seconds for r in runs)[len(runs) // 2]
+
+        fetch_floor = floor.get("fetch", {}).get("median_s")
+        parse_floor = sum(floor.get(k, {}).get("median_s", 0.0) for k in ("parse_feedparser", "parse_icalendar", "parse_bs4_lxml"))
+        f304 = floor.get("fetch_304", {}).get("median_s")
+        write_floor = sum(floor.get(k, {}).get("median_s", 0.0) for k in ("write_rss_lxml", "write_ics_icalendar"))
+        newsboat_cold = floor.get("newsboat_cold", {}).get("median_s")
+        full_median = med(full)
+        fig.update(
+            {
+                "sources": manifest["meta"].get("sources") if "meta" in manifest else None,
+                "full_cycle_s": {"min": round(min(r.seconds for r in full), 3), "median": round(full_median, 3)},
+                "fetch_floor_s": fetch_floor,
+                "parse_floor_s": round(parse_floor, 3),
+                "full_cycle_vs_fetch_plus_parse": ratio(full_median, (fetch_floor or 0) + parse_floor),
+                "newsboat_cold_s": newsboat_cold,
+                "full_cycle_vs_newsboat_cold": ratio(full_median, newsboat_cold),
+                "unchanged_cycle_s": round(unchanged.seconds, 3),
+                "fetch_304_floor_s": f304,
+                "unchanged_cycle_vs_fetch_304": ratio(unchanged.seconds, f304),
+                "unchanged_cycle_requests": stats.get("requests"),
+                "unchanged_cycle_304s": stats.get("304s"),
+                "changed_10pct_cycle_s": round(changed.seconds, 3),
+                "changed_10pct_vs_full_cycle": ratio(changed.seconds, full_median),
+                "mutations": len(mutation.get("changes", [])) if isinstance(mutation, dict) else None,
+                "publish_unchanged_s": round(publish_same.seconds, 3),
+                "publish_forced_s": round(publish_forced.seconds, 3),
+                "write_floor_s": round(write_floor, 3),
+                "publish_forced_vs_write_floor": ratio(publish_forced.seconds, write_floor),
+                "peak_rss_mb": round(max(r.peak_rss_mb for r in [*full, unchanged, changed, publish_forced]), 1),
+                "database_mb": round(dir_size(run_dir / "data") / 1e6, 1),
+                "feeds_mb": round(dir_size(run_dir / "feeds") / 1e6, 1),
+                "files_written": sum(1 for p in (run_dir / "feeds").rglob("*") if p.is_file()),
+                "unique_news_published": news_out,
+                "unique_news_truth": truth_counts.get("unique_news", counts.get("unique_news")),
+                "unique_events_published": events_out,
+                "unique_events_truth": truth_counts.get("unique_events", counts.get("unique_events")),
+            }
+        )
+        if memory_cycles:
+            rss = []
+            for i in range(memory_cycles):
+                rss.append(aggregator(config, "fetch").peak_rss_mb)
+                if i % 10 == 0:
+                    log(f"{name}: memory cycle {i + 1}/{memory_cycles}")
+            fig["memory_growth_pct"] = round((rss[-1] - rss[0]) / rss[0] * 100, 2)
+    finally:
+        server.stop()
+    return result
+
+
+def print_table(results: list[WorkloadResult]) -> None:
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in r.figures if k not in keys]
+    width = max(len(k) for k in keys)
+    print("figure".ljust(width), *(r.name.rjust(18) for r in results), "target".rjust(8))
+    for key in keys:
+        cells = []
+        for r in results:
+            value = r.figures.get(key)
+            if isinstance(value, dict):
+                value = f"{value['min']}/{value['median']}"
+            cells.append(str(value).rjust(18))
+        print(key.ljust(width), *cells, str(TARGETS.get(key, "")).rjust(8))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workloads", default="small,medium")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=None, help="timed runs (default 3 small, 1 otherwise)")
+    args = parser.parse_args()
+    results = []
+    for name in args.workloads.split(","):
+        repeat = args.repeat or (3 if name == "small" else 1)
+        results.append(run_workload(name, args.seed, repeat, memory_cycles=100 if name == "large" else 0))
+    print_table(results)
+    out = REPO / "bench" / "results" / "latest.json"
+    out.write_text(json.dumps({r.name: r.figures for r in results}, indent=2) + "\n")
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
