@@ -340,9 +340,9 @@ def _read_selectors(scope: _Scope, kind: SourceKind | None) -> Selectors | None:
             if key in scope.values:
                 scope.error(key, f'only used with kind = "html" (this source has kind = "{kind}")')
         return None
-    found = {key: scope.converted(key, _selector) for key in _SELECTOR_KEYS}
-    record = scope.converted("record", _record_kind)
     item = scope.required("item", _selector, missing='missing (kind = "html" needs an item selector)')
+    found = {key: scope.converted(key, _selector) for key in _SELECTOR_KEYS if key != "item"}
+    record = scope.converted("record", _record_kind)
     if item is None:
         return None
     return Selectors(
@@ -600,7 +600,7 @@ def _base_url(text: str) -> str:
 
 def _source_url(text: str, base_dir: Path) -> str:
     """The URL to fetch: webcal(s) -> https, ``file:`` paths made absolute against the file's folder."""
-    if not text or any(char.isspace() for char in text):
+    if not text or text != text.strip():
         raise ValueError(f"not a URL: {_toml(text)}")
     try:
         parts = urlsplit(text)
@@ -614,6 +614,8 @@ def _source_url(text: str, base_dir: Path) -> str:
         raise ValueError(f"not an absolute URL: {_toml(text)} (start it with https://)")
     if scheme not in ("http", "https", "webcal", "webcals"):
         raise ValueError(f'scheme "{scheme}" is not supported (use http, https, webcal, webcals or file)')
+    if any(char.isspace() for char in text):  # allowed in a file path, never in a web address
+        raise ValueError(f"not a URL: {_toml(text)}")
     if not parts.hostname:
         raise ValueError(f"missing host in {_toml(text)}")
     if scheme == "webcals":
