@@ -1,0 +1,162 @@
+"""Helpers shared by the renderers: escaping, safe HTML, identities, dates and feed metadata.
+
+Everything here is pure and cheap; the per-item caches live with the renderers
+that use them (one rendered fragment serves the merged, per-source and per-tag
+files, and every later publish while the record is unchanged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from urllib.parse import quote
+
+from aggregator.records import NewsRecord
+from aggregator.sanitize import html_to_text, sanitize_html
+from aggregator.store.base import StoredNews
+from aggregator.urls import absolute_url
+
+__all__ = [
+    "EPOCH",
+    "FeedMeta",
+    "attr",
+    "file_stem",
+    "item_id",
+    "news_date",
+    "plain_title",
+    "rfc822",
+    "rfc3339",
+    "safe_html",
+    "safe_url",
+    "sort_news",
+    "text",
+]
+
+# Stable "updated" for a feed without items: anything derived from the clock
+# would rewrite unchanged files on every publish.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Characters XML 1.0 forbids (section 2.2) plus lone surrogates; lxml refuses them too.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;"})
+# What a reader that unescapes once more than it should would turn into active content.
+_ACTIVE_AFTER_UNESCAPE = re.compile(
+    r"<\s*/?\s*(?:script|iframe|object|embed|applet|frame|base|meta|form|svg|math|style|link)\b"
+    r"|<[a-z][^>]*\son[a-z]+\s*="
+    r"|(?:java|vb)script\s*:",
+    re.I,
+)
+_SCRIPT_WORD = re.compile(r"(java|vb)(script)", re.I)
+_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def text(value: str) -> str:
+    """XML character data: forbidden characters dropped, markup characters escaped."""
+    return _NOT_XML.sub("", value).translate(_TEXT_ESCAPES)
+
+
+def attr(value: str) -> str:
+    """XML attribute value for double quotes (newlines kept as references, not normalised away)."""
+    return _NOT_XML.sub("", value).translate(_ATTR_ESCAPES)
+
+
+@lru_cache(maxsize=65536)
+def safe_html(fragment: str) -> str:
+    """Sanitised HTML that stays inert even for a reader that unescapes it one more time.
+
+    The stored summary is already sanitised; we sanitise again (defence in depth)
+    and then strip one encoding level at a time while the unescaped form still
+    looks like markup that could run (``&lt;script&gt;`` written as text). A
+    remaining ``javascript:`` in plain text gets a zero-width space so that no
+    reader can turn it into a link.
+    """
+    cleaned = sanitize_html(fragment)
+    for _ in range(4):
+        if not _ACTIVE_AFTER_UNESCAPE.search(html.unescape(cleaned)):
+            return cleaned
+        cleaned = sanitize_html(html.unescape(cleaned))
+    return _SCRIPT_WORD.sub(r"\1&#8203;\2", cleaned)
+
+
+@lru_cache(maxsize=65536)
+def plain_title(title: str) -> str:
+    """A title as plain text: markup (also entity-encoded markup) removed, never empty."""
+    current = title
+    for _ in range(4):
+        following = html_to_text(current)
+        if following == current:
+            break
+        current = following
+    return current or "(untitled)"
+
+
+def safe_url(url: str | None) -> str | None:
+    """An absolute http(s) URL without characters that could break out of a value, else None."""
+    if not url or _NOT_XML.search(url) or any(c in url for c in ' \r\n\t"<>'):
+        return None
+    return absolute_url(url, None)
+
+
+def item_id(source: str, record_id: str) -> str:
+    """Globally unique, stable id of a news item: a tag: URI (RFC 4151) from source and id."""
+    return f"tag:clusterfeeds,2026:{quote(source, safe='')}/{quote(record_id, safe='')}"
+
+
+def news_date(item: StoredNews) -> datetime:
+    """The date a news item is sorted and dated by: published, else when we first saw it."""
+    return item.record.published or item.first_seen
+
+
+def sort_news(items: list[StoredNews], cap: int) -> list[StoredNews]:
+    """Newest first (published, else first_seen), ties by id so the output is stable; at most ``cap``."""
+    items = sorted(items, key=lambda i: (i.record.source, i.record.id))
+    items.sort(key=news_date, reverse=True)
+    return items[:cap]
+
+
+def feed_updated(items: list[StoredNews]) -> datetime:
+    """The newest change among the items (stable across publishes while nothing changes)."""
+    stamps = [max(news_date(i), i.changed_at, i.record.updated or EPOCH) for i in items]
+    return max(stamps, default=EPOCH)
+
+
+def rfc822(moment: datetime) -> str:
+    """RSS date (RFC 822 with a four-digit year), in UTC as ``+0000``."""
+    return format_datetime(moment.astimezone(UTC))
+
+
+def rfc3339(moment: datetime) -> str:
+    """Atom / JSON Feed date (RFC 3339), UTC with ``Z``, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_stem(name: str) -> str:
+    """A safe file name for a source or tag; names that need changing get a short hash against collisions."""
+    stem = _STEM_UNSAFE.sub("-", name).strip(".-")
+    if stem == name and stem:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{stem or 'x'}-{digest}"
+
+
+def record_authors(record: NewsRecord) -> tuple[str, ...]:
+    return tuple(a for a in (html_to_text(a) for a in record.authors) if a)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    """What one published news feed says about itself."""
+
+    title: str
+    description: str
+    home_url: str  # the index page (absolute)
+    self_url: str  # this file (absolute)
+    feed_id: str  # tag: URI, stable
+    generator: str
+    ttl_minutes: int

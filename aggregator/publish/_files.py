@@ -1,0 +1,106 @@
+"""The only I/O of publishing: atomic, skip-if-unchanged file replacement and stale-file removal.
+
+A reader (the HTTP server, a sync client) sees either the old file or the new
+one, never half of one: bytes go to a temporary file in the same directory,
+are flushed and fsynced, then ``os.replace``d over the target, and the
+directory is fsynced so the rename itself survives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from aggregator.errors import PublishError
+
+__all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
+
+
+def _unchanged(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def write_if_changed(path: Path, data: bytes, *, sync_directory: bool = True) -> bool:
+    """Replace ``path`` with ``data`` atomically; False (and no write at all) when the bytes are the same.
+
+    Raises ``PublishError`` on any write failure (read-only directory, disk
+    full); the previous file stays in place and the temporary file is removed.
+    """
+    if _unchanged(path, data):
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError(str(path), f"cannot create directory: {_reason(exc)}") from exc
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        raise PublishError(str(path), f"cannot write: {_reason(exc)}") from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise PublishError(str(path), f"cannot write: {_reason(exc)}") from exc
+    if sync_directory:
+        fsync_directory(path.parent)
+    return True
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames and unlinks in ``directory`` durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise PublishError(str(directory), f"cannot open directory: {_reason(exc)}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise PublishError(str(directory), f"cannot sync directory: {_reason(exc)}") from exc
+    finally:
+        os.close(fd)
+
+
+def remove_stale(directory: Path, keep: Iterable[str], suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    """Delete files in ``directory`` with one of ``suffixes`` whose name is not in ``keep``; returns their names.
+
+    Called after the new files are in place, so a subscriber never meets a gap.
+    Other files (a README someone put there, our own hidden temporaries) stay.
+    """
+    if not directory.is_dir():
+        return ()
+    wanted = set(keep)
+    removed = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or entry.suffix not in suffixes or entry.name in wanted or not entry.is_file():
+            continue
+        try:
+            entry.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise PublishError(str(entry), f"cannot remove stale file: {_reason(exc)}") from exc
+        removed.append(entry.name)
+    if removed:
+        fsync_directory(directory)
+    return tuple(removed)

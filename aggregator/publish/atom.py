@@ -1,0 +1,92 @@
+"""Atom 1.0 renderer (RFC 4287): a news list -> bytes, entries cached like the RSS items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from aggregator.publish._common import (
+    FeedMeta,
+    attr,
+    feed_updated,
+    item_id,
+    plain_title,
+    record_authors,
+    rfc3339,
+    safe_html,
+    safe_url,
+    text,
+)
+from aggregator.store.base import StoredNews
+
+__all__ = ["render_atom"]
+
+_ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
+
+
+@lru_cache(maxsize=1 << 17)
+def _entry(item: StoredNews) -> str:
+    record = item.record
+    published = record.published
+    dated = [d for d in (record.updated, published) if d is not None]
+    updated = max(dated) if dated else item.first_seen
+    parts = [
+        "<entry>\n<id>",
+        text(item_id(record.source, record.id)),
+        '</id>\n<title type="text">',
+        text(plain_title(record.title)),
+        "</title>\n<updated>",
+        rfc3339(updated),
+        "</updated>\n",
+    ]
+    if published:
+        parts += ["<published>", rfc3339(published), "</published>\n"]
+    link = safe_url(record.link)
+    summary = safe_html(record.summary)
+    if link:
+        parts.append(f'<link rel="alternate" type="text/html" href="{attr(link)}"/>\n')
+        if summary:
+            parts += ['<summary type="html">', text(summary), "</summary>\n"]
+    else:
+        # RFC 4287 4.1.2: an entry without an alternate link must carry content.
+        parts += ['<content type="html">', text(summary), "</content>\n"]
+    for author in record_authors(record):
+        parts += ["<author><name>", text(author), "</name></author>\n"]
+    for tag in record.tags:
+        parts.append(f'<category term="{attr(tag)}"/>\n')
+    for other in record.also_from:
+        parts.append(f'<category term="{attr(other)}" scheme="{_ALSO_FROM_SCHEME}" label="also from {attr(other)}"/>\n')
+    for enclosure in record.enclosures:
+        url = safe_url(enclosure.url)
+        if url:
+            extra = f' type="{attr(enclosure.media_type)}"' if enclosure.media_type else ""
+            if enclosure.length:
+                extra += f' length="{max(enclosure.length, 0)}"'
+            parts.append(f'<link rel="enclosure" href="{attr(url)}"{extra}/>\n')
+    parts.append("</entry>\n")
+    return "".join(parts)
+
+
+def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
+    """Atom feed document; ``items`` already ordered and capped."""
+    updated = feed_updated(list(items))
+    head = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n<id>',
+        text(meta.feed_id),
+        '</id>\n<title type="text">',
+        text(meta.title),
+        '</title>\n<subtitle type="text">',
+        text(meta.description),
+        "</subtitle>\n<updated>",
+        rfc3339(updated),
+        "</updated>\n",
+        f'<link rel="self" type="application/atom+xml" href="{attr(meta.self_url)}"/>\n',
+        f'<link rel="alternate" type="text/html" href="{attr(meta.home_url)}"/>\n',
+        "<author><name>",
+        text(meta.title),
+        "</name></author>\n<generator>",
+        text(meta.generator),
+        "</generator>\n",
+    ]
+    body = [_entry(i) for i in items]
+    return "".join([*head, *body, "</feed>\n"]).encode("utf-8")

@@ -1,0 +1,310 @@
+"""iCalendar renderer (RFC 5545), written by hand: events -> bytes.
+
+Hand-written because the rules that matter to clients are few and strict:
+CRLF line ends, TEXT escaping (3.3.11), folding at 75 octets without splitting
+a UTF-8 sequence (3.1), one RDATE/EXDATE value per line, times with a TZID
+(and its VTIMEZONE) or in UTC, never floating. Each event is rendered once and
+cached, so the merged, per-source and per-tag calendars share the work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aggregator.publish._common import safe_html, safe_url
+from aggregator.publish.vtimezone import vtimezone_lines
+from aggregator.records import EventRecord
+from aggregator.sanitize import clean_text, html_to_text
+from aggregator.store.base import StoredEvent
+
+__all__ = [
+    "PRODID",
+    "current_events",
+    "escape_text",
+    "event_zone",
+    "fold",
+    "ics_duration",
+    "render_ics",
+    "rrule_value",
+    "unique_uids",
+]
+
+PRODID = "-//clusterfeeds//clusterfeeds 0.1//EN"
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/GMT", "GMT", "Etc/Zulu", "Zulu", "Universal", "Etc/Universal"}
+_RRULE = re.compile(r"[A-Z0-9=;,+:-]+")
+_UNTIL = re.compile(r"UNTIL=(\d{8})(?:T(\d{6})(Z?))?")
+_UID_SAFE = "@.-_~:/+=!$&'()*[]#%"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    text: str  # folded lines, CRLF-terminated
+    tzid: str | None
+    years: tuple[int, ...]
+
+
+def escape_text(value: str) -> str:
+    """TEXT value (RFC 5545 3.3.11): control characters and line breaks gone, ``\\ ; ,`` escaped."""
+    return clean_text(value).replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+
+
+def fold(line: str) -> str:
+    """One content line folded at 75 octets (continuations start with a space), CRLF-terminated.
+
+    Breaks fall between characters, never inside a multi-byte UTF-8 sequence.
+    """
+    if len(line) <= 75 // 4 or len(line.encode("utf-8")) <= 75:
+        return line + "\r\n"
+    chunks = []
+    current: list[str] = []
+    size, limit = 0, 75
+    for char in line:
+        width = len(char.encode("utf-8"))
+        if size + width > limit:
+            chunks.append("".join(current))
+            current, size, limit = [], 0, 74  # continuation lines carry a leading space
+        current.append(char)
+        size += width
+    chunks.append("".join(current))
+    return "\r\n ".join(chunks) + "\r\n"
+
+
+def ics_duration(value: timedelta) -> str:
+    """DURATION value (RFC 5545 3.3.6), at least one minute."""
+    minutes = max(int(value.total_seconds() // 60), 1)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    out = "P" + (f"{days}D" if days else "")
+    if hours or minutes:
+        out += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    return out
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def event_zone(record: EventRecord) -> ZoneInfo | None:
+    """The event's IANA zone, or None for UTC (and for a zone name we cannot resolve)."""
+    if record.all_day:
+        return None
+    name = record.timezone
+    if not name and isinstance(record.start, datetime) and isinstance(record.start.tzinfo, ZoneInfo):
+        name = record.start.tzinfo.key
+    if not name or name in _UTC_NAMES:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _as_datetime(value: datetime | date, zone: ZoneInfo | None, at: time) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone or UTC)
+    return datetime.combine(value, at, tzinfo=zone or UTC)
+
+
+def _date_value(name: str, value: datetime | date, zone: ZoneInfo | None, all_day: bool, at: time) -> str:
+    """``NAME;…:VALUE`` of a date property in the event's own form: DATE, TZID local time, or UTC."""
+    if all_day:
+        day = value.date() if isinstance(value, datetime) else value
+        return f"{name};VALUE=DATE:{day.strftime('%Y%m%d')}"
+    moment = _as_datetime(value, zone, at)
+    if zone is None:
+        return f"{name}:{_utc(moment)}"
+    return f"{name};TZID={zone.key}:{moment.astimezone(zone).strftime('%Y%m%dT%H%M%S')}"
+
+
+def rrule_value(value: str, all_day: bool, zone: ZoneInfo | None) -> str | None:
+    """The stored RRULE, with UNTIL in the form RFC 5545 3.3.10 demands (UTC for zoned starts); None if unusable."""
+    rule = clean_text(value).upper().removeprefix("RRULE:").replace(" ", "")
+    if not rule or not _RRULE.fullmatch(rule) or "FREQ=" not in rule:
+        return None
+
+    def until(match: re.Match[str]) -> str:
+        day, clock, zulu = match.group(1), match.group(2), match.group(3)
+        if all_day:
+            return f"UNTIL={day}"
+        if zulu:
+            return match.group(0)
+        try:
+            local = datetime.strptime(day + (clock or "235959"), "%Y%m%d%H%M%S")
+        except ValueError:
+            return match.group(0)
+        return "UNTIL=" + _utc(local.replace(tzinfo=zone or UTC))
+
+    return _UNTIL.sub(until, rule)
+
+
+def _uid(value: str) -> str:
+    """UIDs go out verbatim unless they hold characters that would need TEXT escaping."""
+    return quote(clean_text(value), safe=_UID_SAFE) or "event"
+
+
+def _years(record: EventRecord) -> tuple[int, ...]:
+    values: Iterable[datetime | date | None] = (
+        record.start,
+        record.end,
+        record.recurrence_id,
+        *record.rdates,
+        *record.exdates,
+    )
+    return tuple(sorted({v.year for v in values if v is not None}))
+
+
+@lru_cache(maxsize=1 << 16)
+def _event(item: StoredEvent, uid: str) -> _Rendered:
+    record = item.record
+    zone = event_zone(record)
+    all_day = record.all_day
+    start_time = record.start.astimezone(zone or UTC).time() if isinstance(record.start, datetime) else time(0)
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:{_uid(uid)}",
+        f"DTSTAMP:{_utc(item.changed_at)}",
+        f"CREATED:{_utc(item.first_seen)}",
+        f"LAST-MODIFIED:{_utc(item.changed_at)}",
+        f"SEQUENCE:{max(item.sequence, 0)}",
+        f"STATUS:{record.status.value.upper()}",
+    ]
+    if record.recurrence_id is not None:
+        lines.append(_date_value("RECURRENCE-ID", record.recurrence_id, zone, all_day, start_time))
+    lines.append(_date_value("DTSTART", record.start, zone, all_day, start_time))
+    end = _end(record)
+    if end is not None:
+        lines.append(_date_value("DTEND", end, zone, all_day, start_time))
+    rule = rrule_value(record.rrule, all_day, zone) if record.rrule else None
+    if rule:
+        lines.append(f"RRULE:{rule}")
+    # One value per line: several clients read only the first of a comma-separated list.
+    lines += [_date_value("RDATE", v, zone, all_day, start_time) for v in record.rdates]
+    lines += [_date_value("EXDATE", v, zone, all_day, start_time) for v in record.exdates]
+    lines.append(f"SUMMARY:{escape_text(html_to_text(record.title)) or 'Event'}")
+    if record.location and (location := escape_text(record.location)):
+        lines.append(f"LOCATION:{location}")
+    description = html_to_text(safe_html(record.description))
+    if description:
+        lines.append(f"DESCRIPTION:{escape_text(description)}")
+    link = safe_url(record.link)
+    if link:
+        lines.append(f"URL:{link}")
+    categories = [escape_text(t) for t in record.tags if clean_text(t)]
+    if categories:
+        lines.append("CATEGORIES:" + ",".join(categories))
+    lines.append("END:VEVENT")
+    return _Rendered("".join(fold(line) for line in lines), zone.key if zone else None, _years(record))
+
+
+def _end(record: EventRecord) -> datetime | date | None:
+    """A DTEND that is valid for the start: all-day ends are exclusive and after the start; else none."""
+    start, end = record.start, record.end
+    if record.all_day:
+        assert not isinstance(start, datetime)
+        day = end.date() if isinstance(end, datetime) else end
+        if day is None or day <= start:
+            return start + timedelta(days=1)
+        return day
+    if isinstance(end, datetime) and isinstance(start, datetime):
+        aware_end = end if end.tzinfo else end.replace(tzinfo=start.tzinfo)
+        if aware_end > start:
+            return aware_end
+    return None  # a timed event without a (valid) end has no DTEND
+
+
+def _last_instant(record: EventRecord) -> datetime:
+    value = record.end or record.start
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time(0), tzinfo=UTC)
+
+
+def current_events(events: Iterable[StoredEvent], now: datetime, past_days: int) -> list[StoredEvent]:
+    """Events not older than ``past_days``: a series is kept whole, with its overrides."""
+    cutoff = now - timedelta(days=past_days)
+    series = {(e.record.source, e.record.uid) for e in events if e.record.rrule or e.record.rdates}
+    kept = []
+    for item in events:
+        record = item.record
+        if (
+            record.rrule
+            or record.rdates
+            or (record.recurrence_id is not None and (record.source, record.uid) in series)
+            or _last_instant(record) >= cutoff
+        ):
+            kept.append(item)
+    return kept
+
+
+def unique_uids(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:
+    """Each event with the UID it is published under: a UID two sources use is suffixed with the source.
+
+    The source that first used the UID (earliest first_seen) keeps it plain, so
+    its subscribers' calendars do not see the event replaced.
+    """
+    owners: dict[str, tuple[datetime, str]] = {}
+    for item in events:
+        claim = (item.first_seen, item.record.source)
+        current = owners.get(item.record.uid)
+        if current is None or claim < current:
+            owners[item.record.uid] = claim
+    out = []
+    for item in events:
+        uid = item.record.uid
+        if owners[uid][1] != item.record.source:
+            uid = f"{uid}-{item.record.source}"
+        out.append((item, uid))
+    return out
+
+
+def _order(pair: tuple[StoredEvent, str]) -> tuple[object, ...]:
+    item, uid = pair
+    record = item.record
+    return (uid, record.recurrence_id is not None, _last_instant_start(record.recurrence_id))
+
+
+def _last_instant_start(value: datetime | date | None) -> datetime:
+    if value is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return _as_datetime(value, None, time(0))
+
+
+def render_ics(
+    events: Sequence[StoredEvent],
+    *,
+    name: str,
+    refresh: timedelta,
+    fallback_zone: str,
+    year: int,
+) -> bytes:
+    """A VCALENDAR of ``events`` (already filtered and de-duplicated), VTIMEZONEs for every TZID used."""
+    pairs = sorted(unique_uids(events), key=_order)
+    rendered = [_event(item, uid) for item, uid in pairs]
+    zones: dict[str, list[int]] = {}
+    for part in rendered:
+        if part.tzid:
+            zones.setdefault(part.tzid, []).extend(part.years)
+    head = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        f"PRODID:{PRODID}",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        f"X-WR-CALNAME:{escape_text(name)}",
+        f"REFRESH-INTERVAL;VALUE=DURATION:{ics_duration(refresh)}",
+        f"X-PUBLISHED-TTL:{ics_duration(refresh)}",
+    ]
+    if not rendered:
+        # RFC 5545 3.6: a calendar holds at least one component; an empty one carries its zone.
+        zones[fallback_zone] = [year]
+    for tzid in sorted(zones):
+        years = zones[tzid]
+        head += vtimezone_lines(tzid, min(years), max(years))
+    body = "".join(fold(line) for line in head) + "".join(part.text for part in rendered) + "END:VCALENDAR\r\n"
+    return body.encode("utf-8")

@@ -1,0 +1,74 @@
+"""JSON Feed 1.1 renderer: a news list -> bytes, items serialised once and cached."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from aggregator.publish._common import (
+    FeedMeta,
+    item_id,
+    plain_title,
+    record_authors,
+    rfc3339,
+    safe_html,
+    safe_url,
+)
+from aggregator.sanitize import clean_text
+from aggregator.store.base import StoredNews
+
+__all__ = ["render_json_feed"]
+
+VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii=False keeps umlauts readable; json escapes every control character.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@lru_cache(maxsize=1 << 17)
+def _item(item: StoredNews) -> str:
+    record = item.record
+    out: dict[str, Any] = {"id": item_id(record.source, record.id)}
+    link = safe_url(record.link)
+    if link:
+        out["url"] = link
+    out["title"] = plain_title(record.title)
+    out["content_html"] = safe_html(record.summary)
+    out["date_published"] = rfc3339(record.published or item.first_seen)
+    out["date_modified"] = rfc3339(record.updated or item.changed_at)
+    authors = record_authors(record)
+    if authors:
+        out["authors"] = [{"name": a} for a in authors]
+    if record.tags:
+        out["tags"] = [clean_text(t) for t in record.tags]
+    attachments = []
+    for enclosure in record.enclosures:
+        url = safe_url(enclosure.url)
+        if url:
+            attachment: dict[str, Any] = {"url": url, "mime_type": enclosure.media_type or "application/octet-stream"}
+            if enclosure.length:
+                attachment["size_in_bytes"] = max(enclosure.length, 0)
+            attachments.append(attachment)
+    if attachments:
+        out["attachments"] = attachments
+    # JSON Feed extension (keys starting with "_"): where the item came from.
+    out["_clusterfeeds"] = {"source": record.source, "also_from": list(record.also_from)}
+    return _dumps(out)
+
+
+def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
+    """JSON Feed document; ``items`` already ordered and capped."""
+    head = {
+        "version": VERSION,
+        "title": meta.title,
+        "home_page_url": meta.home_url,
+        "feed_url": meta.self_url,
+        "description": meta.description,
+        "authors": [{"name": meta.title}],
+    }
+    head_text = _dumps(head)[:-1]  # reopen the object to append "items" without re-serialising them
+    return (head_text + ',"items":[\n' + ",\n".join(_item(i) for i in items) + "\n]}\n").encode("utf-8", "replace")
