@@ -156,13 +156,13 @@ def payload(record: Record) -> dict[str, Any]:
 
 def encode(record: Record) -> str:
     """A record as compact JSON text (stable key order, so equal records give equal text)."""
-    return json.dumps(payload(record), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return json.dumps(payload(record), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
 
 
 def content_hash(record: Record) -> str:
     """SHA-256 of the payload without volatile fields: equal hash means nothing worth republishing."""
     stable = {k: v for k, v in payload(record).items() if k not in VOLATILE_FIELDS}
-    text = json.dumps(stable, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    text = json.dumps(stable, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -77,7 +77,7 @@ record_tags = Table(
     Column("source", String(200), primary_key=True),
     Column("kind", String(10), primary_key=True),
     Column("key", Text, primary_key=True),
-    Column("tag", String(200), primary_key=True),  # casefolded: the tag filter ignores case
+    Column("tag", Text, primary_key=True),  # casefolded: the tag filter ignores case
     ForeignKeyConstraint(
         ["source", "kind", "key"],
         ["records.source", "records.kind", "records.key"],

@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(10), nullable=False),
         sa.Column("key", sa.Text, nullable=False),
-        sa.Column("tag", sa.String(200), nullable=False),
+        sa.Column("tag", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("source", "kind", "key", "tag", name="pk_record_tags"),
         sa.ForeignKeyConstraint(
             ["source", "kind", "key"],

@@ -1,0 +1,403 @@
+"""The Store contract, run against SQLite and PostgreSQL alike (fixture ``store``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from aggregator.errors import StoreError
+from aggregator.records import EventRecord, EventStatus, NewsRecord, SourceState, Strategy, Validators
+from aggregator.store import SqlStore, UpsertSummary, open_store
+from aggregator.store.sqlalchemy_store import _engine_url
+
+VIENNA = ZoneInfo("Europe/Vienna")
+BRUSSELS = ZoneInfo("Europe/Brussels")
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+
+
+def news(ident: str, title: str, published: datetime | None, *, source: str = "silicon-saxony", tags=()) -> NewsRecord:  # type: ignore[no-untyped-def]
+    return NewsRecord(
+        id=ident,
+        source=source,
+        title=title,
+        link=f"https://www.silicon-saxony.de/news/{ident}",
+        summary=f"<p>{title}</p>",
+        published=published,
+        tags=tuple(tags),
+    )
+
+
+def event(uid: str, title: str, start, end=None, *, source: str = "plastics-cluster", **more) -> EventRecord:  # type: ignore[no-untyped-def]
+    return EventRecord(
+        uid=uid,
+        source=source,
+        title=title,
+        start=start,
+        end=end,
+        timezone=getattr(start.tzinfo, "key", "UTC") if isinstance(start, datetime) else None,
+        **more,
+    )
+
+
+KUNSTSTOFF = event(
+    "kt-2026@kunststoff-cluster.at",
+    "Kunststoff-Forum 2026",
+    datetime(2026, 12, 3, 9, 0, tzinfo=VIENNA),
+    datetime(2026, 12, 3, 17, 30, tzinfo=VIENNA),
+    location="Linz, Design Center",
+    tags=("Kunststoff", "Circular Economy"),
+)
+MATCHMAKING = news(
+    "eu-japan-matchmaking",
+    'Report on the "EU-Japan Cluster Matchmaking Event"',
+    datetime(2026, 11, 20, 14, 15, tzinfo=BRUSSELS),
+    tags=("Internationalisation", "Healthcare"),
+)
+CLUSTER_DAYS = news(
+    "cluster-days-2026",
+    "European Cluster Days: Clusters as the Driving Power of the European Economy",
+    datetime(2026, 11, 24, 9, 0, tzinfo=BRUSSELS),
+    tags=("Events",),
+)
+
+
+# -- upsert ----------------------------------------------------------------------------------
+
+
+def test_first_upsert_reports_every_record_new(store: SqlStore) -> None:
+    assert store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW) == UpsertSummary(new=2)
+    assert store.upsert("plastics-cluster", [KUNSTSTOFF], now=NOW) == UpsertSummary(new=1)
+    assert [n.record for n in store.news()] == [CLUSTER_DAYS, MATCHMAKING]
+    assert [e.record for e in store.events(since=NOW)] == [KUNSTSTOFF]
+
+
+def test_identical_upsert_is_unchanged_and_writes_nothing(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    generation = store.generation()
+
+    assert store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=LATER) == UpsertSummary(unchanged=2)
+
+    assert store.generation() == generation
+    assert [(n.first_seen, n.changed_at) for n in store.news()] == [(NOW, NOW), (NOW, NOW)]
+
+
+def test_changed_news_updates_payload_and_changed_at_but_keeps_first_seen(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    retitled = dataclasses.replace(CLUSTER_DAYS, title="European Cluster Days 2026: programme online")
+
+    assert store.upsert("silicon-saxony", [MATCHMAKING, retitled], now=LATER) == UpsertSummary(updated=1, unchanged=1)
+
+    stored = store.news()
+    assert [n.record.title for n in stored] == [
+        "European Cluster Days 2026: programme online",
+        'Report on the "EU-Japan Cluster Matchmaking Event"',
+    ]
+    assert [(n.first_seen, n.changed_at) for n in stored] == [(NOW, LATER), (NOW, NOW)]
+
+
+def test_event_sequence_rises_only_when_content_changes(store: SqlStore) -> None:
+    store.upsert("plastics-cluster", [KUNSTSTOFF], now=NOW)
+    moved = dataclasses.replace(KUNSTSTOFF, location="Wels, Messezentrum")
+    cancelled = dataclasses.replace(moved, status=EventStatus.CANCELLED)
+
+    store.upsert("plastics-cluster", [KUNSTSTOFF], now=NOW + timedelta(minutes=30))
+    first = store.events(since=NOW)[0]
+    store.upsert("plastics-cluster", [moved], now=LATER)
+    second = store.events(since=NOW)[0]
+    store.upsert("plastics-cluster", [moved], now=LATER + timedelta(hours=1))
+    store.upsert("plastics-cluster", [cancelled], now=LATER + timedelta(hours=2))
+    third = store.events(since=NOW)[0]
+
+    assert (first.sequence, second.sequence, third.sequence) == (0, 1, 2)
+    assert (second.record.location, third.record.status) == ("Wels, Messezentrum", EventStatus.CANCELLED)
+    assert (third.first_seen, third.changed_at) == (NOW, LATER + timedelta(hours=2))
+
+
+def test_event_sequence_never_falls_below_the_source_sequence(store: SqlStore) -> None:
+    store.upsert("plastics-cluster", [dataclasses.replace(KUNSTSTOFF, sequence=3)], now=NOW)
+    assert store.events(since=NOW)[0].sequence == 3
+    store.upsert("plastics-cluster", [dataclasses.replace(KUNSTSTOFF, sequence=3, title="Forum")], now=LATER)
+    assert store.events(since=NOW)[0].sequence == 4
+    store.upsert("plastics-cluster", [dataclasses.replace(KUNSTSTOFF, sequence=9, title="Forum!")], now=LATER)
+    assert store.events(since=NOW)[0].sequence == 9
+
+
+def test_restamped_last_modified_alone_counts_as_unchanged(store: SqlStore) -> None:
+    store.upsert("plastics-cluster", [dataclasses.replace(KUNSTSTOFF, last_modified=NOW)], now=NOW)
+    restamped = dataclasses.replace(KUNSTSTOFF, last_modified=LATER)
+
+    assert store.upsert("plastics-cluster", [restamped], now=LATER) == UpsertSummary(unchanged=1)
+    assert store.events(since=NOW)[0].sequence == 0
+
+
+def test_generation_rises_once_per_upsert_that_changes_something(store: SqlStore) -> None:
+    assert store.generation() == 0
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    assert store.generation() == 1
+    store.upsert("silicon-saxony", [MATCHMAKING], now=LATER)
+    assert store.generation() == 1
+    store.upsert("silicon-saxony", [dataclasses.replace(MATCHMAKING, summary="<p>Updated</p>")], now=LATER)
+    assert store.generation() == 2
+    store.upsert("silicon-saxony", [], now=LATER)
+    assert store.generation() == 2
+
+
+def test_upsert_never_deletes_records_missing_from_a_later_fetch(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    assert store.upsert("silicon-saxony", [CLUSTER_DAYS], now=LATER) == UpsertSummary(unchanged=1)
+    assert [n.record.id for n in store.news()] == ["cluster-days-2026", "eu-japan-matchmaking"]
+
+
+def test_key_repeated_within_one_upsert_is_stored_once_from_its_first_occurrence(store: SqlStore) -> None:
+    duplicate = dataclasses.replace(MATCHMAKING, title="Second copy of the same guid")
+    assert store.upsert("silicon-saxony", [MATCHMAKING, duplicate], now=NOW) == UpsertSummary(new=1)
+    assert [n.record.title for n in store.news()] == ['Report on the "EU-Japan Cluster Matchmaking Event"']
+
+
+def test_news_and_event_sharing_a_key_are_kept_apart(store: SqlStore) -> None:
+    page = "https://www.clusterland.at/veranstaltungen/cluster-academy"
+    announcement = news(page, "Cluster Academy: registration open", NOW, source="clusterland")
+    academy = event(page, "Cluster Academy", datetime(2027, 1, 14, 9, 0, tzinfo=VIENNA), source="clusterland")
+
+    assert store.upsert("clusterland", [announcement, academy], now=NOW) == UpsertSummary(new=2)
+    assert [n.record for n in store.news()] == [announcement]
+    assert [e.record for e in store.events(since=NOW)] == [academy]
+
+
+def test_upsert_refuses_a_record_of_another_source(store: SqlStore) -> None:
+    with pytest.raises(StoreError) as caught:
+        store.upsert("plastics-cluster", [MATCHMAKING], now=NOW)
+    assert str(caught.value) == "record 'eu-japan-matchmaking' belongs to source 'silicon-saxony', not 'plastics-cluster'"
+
+
+def test_stored_records_round_trip_zones_dates_and_recurrence(store: SqlStore) -> None:
+    weekly = event(
+        "jour-fixe@silicon-saxony.de",
+        "Jour fixe Halbleiter",
+        datetime(2026, 3, 5, 16, 0, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(2026, 3, 5, 17, 0, tzinfo=ZoneInfo("Europe/Berlin")),
+        source="silicon-saxony",
+        rrule="FREQ=WEEKLY;BYDAY=TH",
+        exdates=(datetime(2026, 4, 2, 16, 0, tzinfo=ZoneInfo("Europe/Berlin")),),
+        last_modified=datetime(2026, 2, 1, 12, 0, tzinfo=UTC),
+        strategy=Strategy.ICAL,
+    )
+    override = dataclasses.replace(
+        weekly,
+        rrule=None,
+        exdates=(),
+        recurrence_id=datetime(2026, 3, 12, 16, 0, tzinfo=ZoneInfo("Europe/Berlin")),
+        location="Dresden, Haus der Presse",
+    )
+    all_day = event(
+        "cluster-excellence-day@eccp",
+        "Cluster Excellence Day",
+        date(2026, 12, 10),
+        date(2026, 12, 11),
+        source="silicon-saxony",
+        strategy=Strategy.JSON_LD,
+    )
+    store.upsert("silicon-saxony", [weekly, override, all_day], now=NOW)
+
+    stored = {e.record.key: e.record for e in store.events(since=datetime(2026, 1, 1, tzinfo=UTC))}
+
+    assert stored == {
+        "jour-fixe@silicon-saxony.de": weekly,
+        "jour-fixe@silicon-saxony.de#2026-03-12T16:00:00+01:00": override,
+        "cluster-excellence-day@eccp": all_day,
+    }
+    assert stored["jour-fixe@silicon-saxony.de"].start.tzinfo is ZoneInfo("Europe/Berlin")  # type: ignore[union-attr]
+    assert type(stored["cluster-excellence-day@eccp"].start) is date
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+def test_news_is_newest_first_by_published_else_first_seen_and_limited(store: SqlStore) -> None:
+    undated = news("call-for-experts", "Call for experts: cluster internationalisation", None)
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS, undated], now=datetime(2026, 11, 22, 7, 0, tzinfo=UTC))
+
+    assert [n.record.id for n in store.news()] == ["cluster-days-2026", "call-for-experts", "eu-japan-matchmaking"]
+    assert [n.record.id for n in store.news(limit=2)] == ["cluster-days-2026", "call-for-experts"]
+    assert store.news(limit=0) == []
+
+
+def test_news_filters_by_source_and_by_tag_ignoring_case(store: SqlStore) -> None:
+    other = news("tp-2026", "Textile2020 partnership meeting", NOW, source="euratex", tags=("Internationalisation",))
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    store.upsert("euratex", [other], now=NOW)
+
+    assert [n.record.id for n in store.news(tag="internationalisation")] == ["tp-2026", "eu-japan-matchmaking"]
+    assert [n.record.id for n in store.news(tag="INTERNATIONALISATION", source="euratex")] == ["tp-2026"]
+    assert [n.record.id for n in store.news(source="silicon-saxony")] == ["cluster-days-2026", "eu-japan-matchmaking"]
+    assert store.news(tag="Aerospace") == []
+
+
+def test_changed_tags_replace_the_old_ones(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING], now=NOW)
+    store.upsert("silicon-saxony", [dataclasses.replace(MATCHMAKING, tags=("Life Sciences",))], now=LATER)
+
+    assert store.news(tag="healthcare") == []
+    assert [n.record.tags for n in store.news(tag="life sciences")] == [("Life Sciences",)]
+
+
+def test_events_window_keeps_ongoing_open_ended_and_recurring_events(store: SqlStore) -> None:
+    since = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    ended = event("ended", "Cluster Conference 2026", datetime(2026, 10, 20, 9, 0, tzinfo=BRUSSELS),
+                  datetime(2026, 10, 21, 17, 0, tzinfo=BRUSSELS))  # fmt: skip
+    ongoing = event("ongoing", "Train the Trainers module", datetime(2026, 10, 30, 9, 0, tzinfo=BRUSSELS),
+                    datetime(2026, 11, 2, 12, 0, tzinfo=BRUSSELS))  # fmt: skip
+    open_before = event("open-before", "Webinar (no end given)", datetime(2026, 10, 31, 23, 0, tzinfo=UTC))
+    open_at = event("open-at", "Networking breakfast", datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
+    day_gone = event("day-gone", "Cluster Academy day 1", date(2026, 10, 30))
+    day_ends_at_since = event("day-ends-at-since", "Cluster Academy day 2", date(2026, 10, 31))
+    day_of = event("day-of", "Cluster Academy day 3", date(2026, 11, 1))
+    weekly = event("weekly", "Weekly jour fixe", datetime(2025, 1, 9, 16, 0, tzinfo=VIENNA),
+                   datetime(2025, 1, 9, 17, 0, tzinfo=VIENNA), rrule="FREQ=WEEKLY")  # fmt: skip
+    extra_dates = event("rdates", "Matchmaking days", date(2025, 3, 1), rdates=(date(2025, 9, 1),))
+    future = KUNSTSTOFF
+    store.upsert("plastics-cluster", [ended, ongoing, open_before, open_at, day_gone, day_ends_at_since,
+                                      day_of, weekly, extra_dates, future], now=NOW)  # fmt: skip
+
+    kept = [e.record.uid for e in store.events(since=since)]
+
+    assert kept == [
+        "weekly",
+        "rdates",
+        "ongoing",
+        "day-ends-at-since",
+        "day-of",
+        "open-at",
+        "kt-2026@kunststoff-cluster.at",
+    ]
+
+
+def test_events_filter_by_source_and_tag(store: SqlStore) -> None:
+    saxony = event("halbleiter", "Halbleiter-Tag", datetime(2026, 12, 8, 10, 0, tzinfo=BRUSSELS),
+                   source="silicon-saxony", tags=("Microelectronics",))  # fmt: skip
+    store.upsert("plastics-cluster", [KUNSTSTOFF], now=NOW)
+    store.upsert("silicon-saxony", [saxony], now=NOW)
+
+    assert [e.record.uid for e in store.events(since=NOW, tag="circular economy")] == ["kt-2026@kunststoff-cluster.at"]
+    assert [e.record.uid for e in store.events(since=NOW, source="silicon-saxony")] == ["halbleiter"]
+    assert store.events(since=NOW, source="silicon-saxony", tag="kunststoff") == []
+
+
+# -- source state ----------------------------------------------------------------------------
+
+
+FULL_STATE = SourceState(
+    name="silicon-saxony",
+    validators=Validators(etag='W/"5f3a-1c9"', last_modified="Tue, 24 Nov 2026 09:00:00 GMT"),
+    body_hash="9b74c9897bac770ffc029102a200c5de",
+    last_attempt=datetime(2026, 11, 26, 9, 0, 5, 123456, tzinfo=BRUSSELS),
+    last_success=datetime(2026, 11, 25, 8, 0, tzinfo=UTC),
+    last_error="HTTP 503 Service Unavailable",
+    consecutive_failures=2,
+    items=37,
+    last_yield=12,
+    next_run=datetime(2026, 11, 26, 8, 30, tzinfo=UTC),
+    dormant=True,
+    redirected_to="https://www.silicon-saxony.de/en/news/feed/",
+    discovered_url="https://www.silicon-saxony.de/feed/",
+)
+
+
+def test_state_round_trips_every_field_with_times_in_utc(store: SqlStore) -> None:
+    store.save_state(FULL_STATE)
+
+    loaded = store.state("silicon-saxony")
+
+    assert loaded == FULL_STATE
+    assert loaded.last_attempt == datetime(2026, 11, 26, 8, 0, 5, 123456, tzinfo=UTC)
+    assert loaded.last_attempt.tzinfo is UTC  # type: ignore[union-attr]
+
+
+def test_state_of_an_unknown_source_is_empty(store: SqlStore) -> None:
+    assert store.state("eccp") == SourceState(name="eccp")
+    assert store.states() == []
+
+
+def test_save_state_replaces_the_previous_state(store: SqlStore) -> None:
+    store.save_state(FULL_STATE)
+    store.save_state(SourceState(name="eccp", items=4))
+    recovered = SourceState(name="silicon-saxony", last_success=NOW, items=40)
+
+    store.save_state(recovered)
+
+    assert store.states() == [SourceState(name="eccp", items=4), recovered]
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+def test_opening_an_existing_database_again_keeps_data_and_schema(store_url: str) -> None:
+    first = open_store(store_url)
+    first.upsert("silicon-saxony", [MATCHMAKING], now=NOW)
+    first.close()
+
+    second = open_store(store_url)
+    try:
+        assert [n.record for n in second.news()] == [MATCHMAKING]
+        assert second.generation() == 1
+    finally:
+        second.close()
+    engine = create_engine(_engine_url(store_url))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+    engine.dispose()
+
+
+def test_unsupported_database_url_is_refused() -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store("mysql://feeds@db.example/clusterfeeds")
+    assert str(caught.value) == (
+        "unsupported database URL 'mysql://feeds@db.example/clusterfeeds': use sqlite:///PATH or postgresql://..."
+    )
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store("sqlite://")
+    assert str(caught.value) == "an SQLite store needs a file: sqlite:///path/to/clusterfeeds.sqlite3"
+
+
+# -- claims and locks ------------------------------------------------------------------------
+
+
+def test_claim_due_leases_due_sources_until_released_or_expired(store: SqlStore) -> None:
+    for name, next_run in [("eccp", NOW - timedelta(minutes=5)), ("euratex", NOW + timedelta(minutes=5)),
+                           ("silicon-saxony", NOW - timedelta(hours=1))]:  # fmt: skip
+        store.save_state(SourceState(name=name, next_run=next_run))
+    store.ensure_states(["plastics-cluster", "eccp"])
+    lease = timedelta(minutes=10)
+
+    assert store.claim_due("worker-a", NOW, lease, 10) == ["plastics-cluster", "silicon-saxony", "eccp"]
+    assert store.claim_due("worker-b", NOW, lease, 10) == []
+    store.release("eccp", "worker-b")  # not its lease: no effect
+    assert store.claim_due("worker-b", NOW, lease, 10) == []
+    store.release("eccp", "worker-a")
+    assert store.claim_due("worker-b", NOW, lease, 10) == ["eccp"]
+    assert store.claim_due("worker-c", NOW + lease, lease, 2) == ["plastics-cluster", "silicon-saxony"]
+
+
+def test_save_state_keeps_the_lease(store: SqlStore) -> None:
+    store.save_state(SourceState(name="eccp"))
+    assert store.claim_due("worker-a", NOW, timedelta(minutes=10), 5) == ["eccp"]
+
+    store.save_state(SourceState(name="eccp", last_success=NOW, next_run=NOW))
+
+    assert store.claim_due("worker-b", NOW, timedelta(minutes=10), 5) == []
+    assert store.state("eccp") == SourceState(name="eccp", last_success=NOW, next_run=NOW)
+
+
+def test_publish_lock_is_granted_to_a_single_holder(store: SqlStore) -> None:
+    with store.publish_lock() as granted:
+        assert granted is True
+    with store.publish_lock() as granted_again:
+        assert granted_again is True
