@@ -103,7 +103,8 @@ def _http_date(value: str | None) -> datetime | None:
 
 def _reference_now(headers: httpx.Headers, now: datetime) -> datetime:
     """The server's Date when it sent one: Expires and Retry-After dates are relative to its clock."""
-    return _http_date(headers.get("date")) or now
+    dates = headers.get_list("date")  # not get(): several values would be joined with commas
+    return (_http_date(dates[0]) if dates else None) or now
 
 
 def cache_max_age(headers: httpx.Headers, now: datetime) -> float | None:
