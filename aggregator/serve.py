@@ -127,7 +127,11 @@ def build_app(
         Route("/metrics", metrics_endpoint, methods=["GET", "HEAD"]),
         Route("/{path:path}", serve_file, methods=["GET", "HEAD"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard, metrics=metrics)])
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Guard, metrics=metrics)],
+        exception_handlers={404: _on_not_found},
+    )
 
 
 def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
@@ -218,6 +222,11 @@ def _plain(text: str, status: int, **headers: str) -> Response:
 
 def _not_found() -> Response:
     return _plain("Not Found", 404)
+
+
+async def _on_not_found(request: Request, exc: Exception) -> Response:
+    """The router's own 404 (a request target no route matches, e.g. absolute-form) looks like ours."""
+    return _not_found()
 
 
 def _allowed_name(name: str) -> bool:

@@ -1,0 +1,148 @@
+"""Metrics: what the scheduler and the HTTP front record, as Prometheus parses it back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aggregator.metrics import Metrics
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample except process_* and *_created, keyed by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            if s.name.startswith("process_") or s.name.endswith("_created"):
+                continue
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def source_samples(metrics: Metrics, source: str) -> dict[str, float]:
+    """name{...} -> value for the series labelled with this source (histogram buckets left out)."""
+    return {
+        name + "".join(f",{k}={v}" for k, v in labels if k not in ("source", "le")): value
+        for (name, labels), value in samples(metrics).items()
+        if ("source", source) in labels and not name.endswith("_bucket")
+    }
+
+
+def test_fetches_are_counted_by_source_and_outcome_with_duration_and_bytes() -> None:
+    metrics = Metrics()
+    metrics.observe_fetch("eccp-news", "ok", 0.41, 18_204)
+    metrics.observe_fetch("eccp-news", "not_modified", 0.12, 0)
+    metrics.observe_fetch("eccp-news", "timeout", 30.0, 0)
+    metrics.observe_fetch("silicon-saxony", "ok", 1.5, 52_000)
+    assert source_samples(metrics, "eccp-news") == {
+        "fetches_total,outcome=ok": 1.0,
+        "fetches_total,outcome=not_modified": 1.0,
+        "fetches_total,outcome=timeout": 1.0,
+        "fetch_duration_seconds_count": 3.0,
+        "fetch_duration_seconds_sum": pytest.approx(30.53),
+        "fetch_bytes_total": 18_204.0,
+    }
+
+
+def test_fetch_duration_lands_in_the_right_bucket() -> None:
+    metrics = Metrics()
+    metrics.observe_fetch("eccp-news", "ok", 0.41, 100)
+    buckets = {
+        dict(labels)["le"]: value
+        for (name, labels), value in samples(metrics).items()
+        if name == "fetch_duration_seconds_bucket"
+    }
+    assert buckets == {
+        "0.05": 0.0,
+        "0.1": 0.0,
+        "0.25": 0.0,
+        "0.5": 1.0,
+        "1.0": 1.0,
+        "2.5": 1.0,
+        "5.0": 1.0,
+        "10.0": 1.0,
+        "30.0": 1.0,
+        "60.0": 1.0,
+        "+Inf": 1.0,
+    }
+
+
+def test_source_state_sets_gauges_with_last_success_as_unix_time() -> None:
+    metrics = Metrics()
+    brussels = timezone(timedelta(hours=1))
+    metrics.set_source("eccp-news", 42, datetime(2026, 11, 26, 12, 30, tzinfo=brussels), 0)
+    assert source_samples(metrics, "eccp-news") == {
+        "source_items": 42.0,
+        "source_last_success_timestamp": datetime(2026, 11, 26, 11, 30, tzinfo=UTC).timestamp(),
+        "source_consecutive_failures": 0.0,
+    }
+
+
+def test_source_that_never_succeeded_has_no_timestamp_series() -> None:
+    metrics = Metrics()
+    metrics.set_source("eccp-news", 3, datetime(2026, 11, 20, tzinfo=UTC), 0)
+    metrics.set_source("eccp-news", 3, None, 4)
+    assert source_samples(metrics, "eccp-news") == {"source_items": 3.0, "source_consecutive_failures": 4.0}
+
+
+def test_naive_last_success_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware") as raised:
+        Metrics().set_source("eccp-news", 1, datetime(2026, 11, 26, 12, 0), 0)
+    assert str(raised.value) == "last_success for source 'eccp-news' must be timezone-aware"
+
+
+def test_removed_source_leaves_no_series_and_others_stay() -> None:
+    metrics = Metrics()
+    for source in ("eccp-news", "silicon-saxony"):
+        metrics.observe_fetch(source, "ok", 0.2, 10)
+        metrics.observe_fetch(source, "http", 0.3, 0)
+        metrics.set_source(source, 5, datetime(2026, 11, 26, tzinfo=UTC), 1)
+    metrics.remove_source("eccp-news")
+    metrics.remove_source("never-configured")
+    assert source_samples(metrics, "eccp-news") == {}
+    assert source_samples(metrics, "silicon-saxony") == {
+        "fetches_total,outcome=ok": 1.0,
+        "fetches_total,outcome=http": 1.0,
+        "fetch_duration_seconds_count": 2.0,
+        "fetch_duration_seconds_sum": pytest.approx(0.5),
+        "fetch_bytes_total": 10.0,
+        "source_items": 5.0,
+        "source_last_success_timestamp": datetime(2026, 11, 26, tzinfo=UTC).timestamp(),
+        "source_consecutive_failures": 1.0,
+    }
+
+
+def test_publish_runs_are_timed_and_files_counted() -> None:
+    metrics = Metrics()
+    metrics.observe_publish(0.8, 14)
+    metrics.observe_publish(0.2, 0)
+    values = samples(metrics)
+    assert values[("publish_files_written_total", ())] == 14.0
+    assert values[("publish_duration_seconds_count", ())] == 2.0
+    assert values[("publish_duration_seconds_sum", ())] == pytest.approx(1.0)
+
+
+def test_http_responses_are_counted_by_status_and_path_class() -> None:
+    metrics = Metrics()
+    metrics.observe_http(200, "feed")
+    metrics.observe_http(200, "feed")
+    metrics.observe_http(404, "other")
+    http = {labels: v for (name, labels), v in samples(metrics).items() if name == "http_requests_total"}
+    assert http == {(("path", "feed"), ("status", "200")): 2.0, (("path", "other"), ("status", "404")): 1.0}
+
+
+def test_unknown_path_class_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown path class") as raised:
+        Metrics().observe_http(200, "/news.xml")  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "unknown path class '/news.xml'; expected one of feed, calendar, index, health, metrics, other"
+    )
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe_fetch("eccp-news", "ok", 0.1, 1)
+    assert source_samples(second, "eccp-news") == {}
+    assert first.registry is not second.registry
