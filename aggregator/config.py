@@ -338,7 +338,8 @@ def _read_selectors(scope: _Scope, kind: SourceKind | None) -> Selectors | None:
     if kind is not SourceKind.HTML:
         for key in (*_SELECTOR_KEYS, "record"):
             if key in scope.values:
-                scope.error(key, f'only used with kind = "html" (this source has kind = "{kind}")')
+                what = "a CSS selector, only" if key in _SELECTOR_KEYS else "only"
+                scope.error(key, f'{what} used with kind = "html" (this source has kind = "{kind}")')
         return None
     item = scope.required("item", _selector, missing='missing (kind = "html" needs an item selector)')
     found = {key: scope.converted(key, _selector) for key in _SELECTOR_KEYS if key != "item"}
@@ -690,7 +691,7 @@ def _syntax_error(path: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigE
         line = int(found[1])
         message = f"{message[: found.start()]} (column {found[2]})"
     elif found := _AT_END.search(message):
-        line = max(1, len(text.splitlines()))
+        line = text.rstrip("\n").count("\n") + 1
         message = f"{message[: found.start()]} (at end of file)"
     return ConfigError(path, line, None, None, f"invalid TOML: {message[:1].lower()}{message[1:]}")
 
@@ -735,7 +736,7 @@ def _scan(text: str) -> _Layout:
     current: dict[str, int] | None = top
     closing: str | None = None  # delimiter of the multi-line string we are inside
     depth = 0  # open brackets of a multi-line array
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # TOML ends lines at LF only
         if closing is not None:
             if closing in line:
                 closing = None

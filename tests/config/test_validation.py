@@ -39,7 +39,7 @@ def test_all_problems_of_a_file_are_reported_together_in_line_order() -> None:
         "19: source #2: tags: \"Upper Austria\" is not a slug (lower-case letters, digits, '-' and '_', "
         "starting with a letter or digit)",
         "22: source 'eccp-news': name: duplicate, first used at line 13",
-        '25: source \'eccp-news\': item: only used with kind = "html" (this source has kind = "feed")',
+        '25: source \'eccp-news\': item: a CSS selector, only used with kind = "html" (this source has kind = "feed")',
         "27: source 'silicon-saxony': item: missing (kind = \"html\" needs an item selector)",
         "31: source 'silicon-saxony': title: invalid CSS selector \"h3..headline\": "
         "Malformed class selector at position 2",
@@ -373,7 +373,7 @@ HTML = '[[source]]\nname = "silicon-saxony"\nurl = "https://www.silicon-saxony.d
         pytest.param(
             ECCP + 'title = "h3"\nrecord = "event"\n',
             [
-                "sources.toml:4: source 'eccp-news': title: only used with kind = \"html\" "
+                "sources.toml:4: source 'eccp-news': title: a CSS selector, only used with kind = \"html\" "
                 '(this source has kind = "auto")',
                 "sources.toml:5: source 'eccp-news': record: only used with kind = \"html\" "
                 '(this source has kind = "auto")',
