@@ -26,12 +26,20 @@ _TRAILING = " \t,;:|–—-·•/)]«»\"'"
 # "Matchmaking day on 14 November 2018 in Linz": the words that tie the date to its sentence.
 _LINKING_END = re.compile(r"\s+(on|at|from|am|vom|ab|le|du|les|il|dal|dall'|el|op)\s*$", re.IGNORECASE)
 _LINKING_START = re.compile(r"^(in|at|im|in der|à|au|en|a|presso|bei)\s+", re.IGNORECASE)
+# A date after these words is a deadline, not the day something happens.
+_DEADLINE = re.compile(
+    r"\b(deadline|until|till|due|bis|frist|anmeld\w*|jusqu|avant le|date limite|entro|scadenza|termine ultimo)\b"
+    r"|\bby\s*$",
+    re.IGNORECASE,
+)
 # A teaser mention counts only with a day number besides the year ("in October 2026" is too vague).
 _DAY = re.compile(r"(?<!\d)\d{1,2}(?!\d)")
 
 
 def event_in_text(text: str, *, source: SourceConfig, reference: datetime) -> tuple[str, When, str] | None:
     """(title before the date, when, place after the date) of an announcement, or None."""
+    if not _DAY.search(text):  # cheap test first: most titles name no day
+        return None
     found = find_when(text, tz=source.timezone, reference=reference)
     if found is None:
         return None
@@ -41,6 +49,8 @@ def event_in_text(text: str, *, source: SourceConfig, reference: datetime) -> tu
         return None
     before = _LINKING_END.sub("", text[:at].strip(_TRAILING).lstrip(_SEPARATORS)).strip(_TRAILING)
     after = _LINKING_START.sub("", text[at + len(matched) :].strip(_SEPARATORS)).rstrip(_TRAILING + ".").strip()
+    if _DEADLINE.search(text[:at]):
+        return None
     if not before:
         before, after = after, ""
     if not before:
@@ -80,6 +90,6 @@ def _in_teaser(text: str, *, source: SourceConfig, reference: datetime) -> tuple
     """A teaser sentence is no title: only its first clause before the date can name the event."""
     first = re.split(r"(?<=[.!?])\s+", text, maxsplit=1)[0]
     found = event_in_text(first, source=source, reference=reference)
-    if found is None or len(found[0].split()) > 12:
+    if found is None or len(found[0].split()) > 8:
         return None
     return found
