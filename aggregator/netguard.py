@@ -225,9 +225,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """
 
     def __init__(self, *, limits: httpx.Limits) -> None:
-        super().__init__(http1=True, http2=False, limits=limits, trust_env=False)
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, http1=True, http2=False, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
