@@ -75,7 +75,9 @@ class SourceConfig:
     timeout: float = 30.0
     allow_private: bool = False
     max_detail_pages: int = 0  # detail-page fetches per run (auto kind)
-    line: int | None = None  # line of its [[source]] header in the file
+    # Line of its [[source]] header: where it is, not what it is, so moving a source in the
+    # file does not make a reload see it as changed.
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
             line=50,
         ),
     )
+    assert [source.line for source in config.sources] == [28, 41, 50]
     assert config.source("clusterland-calendar") is config.sources[1]
     assert config.source("no-such-cluster") is None
 
@@ -165,6 +166,7 @@ def test_source_without_optional_keys_takes_them_from_defaults(load_text: Callab
             line=8,
         ),
     )
+    assert config.sources[0].line == 8
 
 
 def test_empty_file_gives_built_in_defaults_and_no_sources(load_text: Callable[[str], Config], in_tmp: Path) -> None:
@@ -276,3 +278,12 @@ def test_shipped_sources_toml_loads() -> None:
     )
     assert sum(s.enabled for s in config.sources) == 19
     assert all(s.url.startswith("https://") for s in config.sources)
+
+
+def test_moving_a_source_in_the_file_leaves_it_equal(load_text: Callable[[str], Config]) -> None:
+    flux50 = '[[source]]\nname = "flux50"\nurl = "https://www.flux50.com/news"\n'
+    first = load_text(flux50).sources[0]
+    moved = load_text("# Flanders energy cluster\n\n" + flux50).sources[0]
+
+    assert (first.line, moved.line) == (1, 3)
+    assert moved == first
