@@ -1,0 +1,428 @@
+"""iCalendar bytes -> ``EventRecord``s: icalendar 7 reads the lines, we resolve every zone.
+
+Zones, in order: an IANA TZID; a Windows or Outlook display name (``tzmap``);
+a "globally unique" ``/vendor/.../Europe/Berlin`` TZID; the file's VTIMEZONE
+(its ``X-LIC-LOCATION``, else the zone among the source's and Europe's whose
+winter and summer offsets equal the VTIMEZONE's); else the source's zone plus a
+Problem. Floating times take ``X-WR-TIMEZONE`` or the source's zone; ``Z`` times
+stay in UTC. Damaged lines and properties become Problems; the rest is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar import Calendar, Component
+from icalendar.parser.ical.component import ComponentIcalParser
+from icalendar.prop import vBroken
+
+from aggregator.config import SourceConfig
+from aggregator.parse._common import UNTITLED, bounded_html, hash_id, merge_tags, text_to_html
+from aggregator.parse.tzmap import iana_for_windows
+from aggregator.records import EventRecord, EventStatus, ParseResult, Problem, Strategy
+from aggregator.sanitize import clean_text
+from aggregator.urls import absolute_url
+
+__all__ = ["parse_ical"]
+
+_UTC = ZoneInfo("UTC")
+_FOLD = re.compile(rb"\r?\n[ \t]")
+_STATUS = {
+    "CONFIRMED": EventStatus.CONFIRMED,
+    "TENTATIVE": EventStatus.TENTATIVE,
+    "CANCELLED": EventStatus.CANCELLED,
+    "CANCELED": EventStatus.CANCELLED,
+}
+# Zones tried, after the source's own, when a VTIMEZONE is known only by its offsets.
+_OFFSET_CANDIDATES = (
+    "UTC", "Europe/London", "Europe/Berlin", "Europe/Bucharest", "Europe/Istanbul", "Europe/Moscow",
+    "Atlantic/Azores", "Atlantic/Reykjavik", "Europe/Minsk", "Europe/Kaliningrad", "Europe/Samara",
+)  # fmt: skip
+_NOT_ZONES = {"localtime", "posixrules", "factory"}  # files in zoneinfo dirs that are not real zones
+
+Moment = datetime | date
+
+
+class _WallClockParser(ComponentIcalParser):
+    """icalendar's component parser without its process-wide time-zone machinery.
+
+    With no ``datetime_names`` icalendar leaves TZID as a parameter and returns
+    wall-clock values, which we place in zones ourselves; VTIMEZONEs are not put
+    in icalendar's global cache (``tzp.cache_timezone_component``), so one
+    source's custom zone never leaks into another source's calendar. Lines that
+    icalendar would reject outside an event are skipped and recorded instead.
+    """
+
+    datetime_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, Calendar._get_component_factory(), Calendar.types_factory)
+        self.skipped: list[str] = []
+
+    def handle_end_component(self, vals: str) -> None:
+        if not self._stack:
+            raise ValueError("END encountered without an accompanying BEGIN")
+        component = self._stack.pop()
+        if self._stack:
+            self._stack[-1].add_component(component)
+        else:
+            self._components.append(component)
+
+    def handle_line_parse_error(self, exception: Exception) -> None:
+        component = self.component
+        if component is not None and component.ignore_exceptions:
+            super().handle_line_parse_error(exception)
+        else:
+            self.skipped.append(f"unreadable line skipped: {exception}")
+
+    def handle_property_parse_error(self, exception: Exception, name: str, params: Any, val: str, line: Any) -> None:
+        component = self.component
+        if component is not None and (component.ignore_exceptions or name.upper().startswith("X-")):
+            super().handle_property_parse_error(exception, name, params, val, line)
+        else:
+            self.skipped.append(f"broken {name} skipped: {exception}")
+
+
+def _zone_named(name: str) -> ZoneInfo | None:
+    """The zone an IANA, Windows, display or ``/vendor/.../Area/City`` name stands for."""
+    cleaned = name.strip().strip('"').strip()
+    if not cleaned:
+        return None
+    candidates = [cleaned]
+    if windows := iana_for_windows(cleaned):
+        candidates.insert(0, windows)
+    if cleaned.startswith("/"):
+        parts = cleaned.strip("/").split("/")
+        candidates.extend("/".join(parts[i:]) for i in range(1, len(parts)))
+    for candidate in candidates:
+        if candidate.lower() in _NOT_ZONES:
+            continue
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return None
+
+
+@dataclass(slots=True)
+class _Zones:
+    """Resolves the TZIDs of one calendar once each (a 50,000-event file names few zones)."""
+
+    source_zone: ZoneInfo
+    floating: ZoneInfo
+    vtimezones: dict[str, Component]
+    year: int
+    resolved: dict[str, tuple[ZoneInfo, str | None]] = field(default_factory=dict)
+
+    def resolve(self, tzid: str) -> tuple[ZoneInfo, str | None]:
+        """The zone for ``tzid`` and, when it had to be guessed, a Problem message."""
+        if tzid not in self.resolved:
+            self.resolved[tzid] = self._resolve(tzid)
+        return self.resolved[tzid]
+
+    def _resolve(self, tzid: str) -> tuple[ZoneInfo, str | None]:
+        if (zone := _zone_named(tzid)) is not None:
+            return zone, None
+        vtimezone = self.vtimezones.get(tzid)
+        if vtimezone is not None:
+            location = vtimezone.get("X-LIC-LOCATION")
+            if location is not None and (zone := _zone_named(str(location))) is not None:
+                return zone, None
+            if (zone := self._by_offsets(vtimezone)) is not None:
+                return zone, None
+        return self.source_zone, f"unknown time zone {tzid!r}; times read in {self.source_zone.key}"
+
+    def _by_offsets(self, vtimezone: Component) -> ZoneInfo | None:
+        """The first candidate zone whose mid-winter and mid-summer offsets match the VTIMEZONE's."""
+        standard = _latest_offset(vtimezone, "STANDARD")
+        daylight = _latest_offset(vtimezone, "DAYLIGHT")
+        if standard is None and daylight is None:
+            return None
+        winter_offset = standard if standard is not None else daylight
+        summer_offset = daylight if daylight is not None else standard
+        winter = datetime(self.year, 1, 15, 12, tzinfo=UTC)
+        summer = datetime(self.year, 7, 15, 12, tzinfo=UTC)
+        for zone in (self.source_zone, *(ZoneInfo(name) for name in _OFFSET_CANDIDATES)):
+            if winter.astimezone(zone).utcoffset() == winter_offset and (
+                summer.astimezone(zone).utcoffset() == summer_offset
+            ):
+                return zone
+        return None
+
+
+def _latest_offset(vtimezone: Component, kind: str) -> timedelta | None:
+    """TZOFFSETTO of the most recent STANDARD or DAYLIGHT rule of a VTIMEZONE."""
+    best: tuple[datetime, timedelta] | None = None
+    for sub in vtimezone.subcomponents:
+        if sub.name != kind:
+            continue
+        offset, start = sub.get("TZOFFSETTO"), sub.get("DTSTART")
+        if offset is None or isinstance(offset, vBroken):
+            continue
+        started = start.dt if start is not None and not isinstance(start, vBroken) else datetime.min
+        started = started if isinstance(started, datetime) else datetime.min
+        if best is None or started.replace(tzinfo=None) >= best[0]:
+            best = (started.replace(tzinfo=None), offset.td)
+    return best[1] if best else None
+
+
+def _decode(body: bytes) -> tuple[str, str | None]:
+    """Text of the calendar, unfolded before decoding so a fold inside a UTF-8 sequence heals."""
+    unfolded = _FOLD.sub(b"", body.removeprefix(b"\xef\xbb\xbf"))
+    try:
+        return unfolded.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        return unfolded.decode("utf-8", errors="replace"), f"not valid UTF-8 ({error.reason} at byte {error.start})"
+
+
+def _first(value: Any) -> Any:
+    """One value of a property that may be repeated (icalendar gives a list then)."""
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _all(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _text(component: Component, name: str) -> str:
+    value = _first(component.get(name))
+    return "" if value is None else clean_text(str(value))
+
+
+def _tzid(prop: Any) -> str | None:
+    params = getattr(prop, "params", None)
+    tzid = params.get("TZID") if params else None
+    return str(tzid) if tzid else None
+
+
+def _place(value: Any, tzid: str | None, zones: _Zones, notes: list[str]) -> tuple[Moment, str | None]:
+    """A DATE stays a date; a date-time gets its zone: UTC, its TZID's, or the floating zone."""
+    if isinstance(value, tuple):  # RDATE;VALUE=PERIOD: the period's start
+        value = value[0]
+    if not isinstance(value, datetime):
+        return value, None
+    if value.tzinfo is not None:
+        return value.astimezone(_UTC), "UTC"
+    if tzid:
+        zone, problem = zones.resolve(tzid)
+        if problem:
+            notes.append(problem)
+    else:
+        zone = zones.floating
+    return value.replace(tzinfo=zone), zone.key
+
+
+def _moments(prop_value: Any, zones: _Zones, notes: list[str]) -> Iterator[Moment]:
+    """Every date of RDATE/EXDATE properties (each may hold a list and its own TZID)."""
+    for prop in _all(prop_value):
+        if isinstance(prop, vBroken):
+            continue
+        tzid = _tzid(prop)
+        for item in getattr(prop, "dts", []):
+            yield _place(item.dt, tzid, zones, notes)[0]
+
+
+def _plus_duration(start: Moment, duration: timedelta) -> Moment:
+    """RFC 5545 3.3.6: days and weeks are nominal (wall clock), hours and less exact."""
+    if not isinstance(start, datetime):
+        return start + timedelta(days=duration.days)
+    nominal = start + timedelta(days=duration.days)
+    exact = timedelta(seconds=duration.seconds, microseconds=duration.microseconds)
+    return (nominal.astimezone(UTC) + exact).astimezone(start.tzinfo) if exact else nominal
+
+
+def _end(event: Component, start: Moment, start_zone: str | None, zones: _Zones, notes: list[str]) -> Moment | None:
+    """DTEND (in the start's zone), else start + DURATION; an all-day event without either lasts one day."""
+    end: Moment | None = None
+    dtend, duration = _first(event.get("DTEND")), _first(event.get("DURATION"))
+    if dtend is not None and not isinstance(dtend, vBroken):
+        end, _ = _place(dtend.dt, _tzid(dtend), zones, notes)
+        if isinstance(end, datetime) != isinstance(start, datetime):
+            notes.append("DTEND and DTSTART differ in type (date vs date-time); end dropped")
+            end = None
+        elif isinstance(end, datetime) and start_zone:
+            end = end.astimezone(ZoneInfo(start_zone))
+    elif duration is not None and not isinstance(duration, vBroken) and isinstance(duration.dt, timedelta):
+        end = _plus_duration(start, duration.dt)
+    if end is not None and end < start:  # same type, checked above
+        notes.append(f"DTEND {end.isoformat()} is before DTSTART {start.isoformat()}; end dropped")
+        end = None
+    if not isinstance(start, datetime) and (end is None or end == start):
+        end = start + timedelta(days=1)
+    return end
+
+
+def _description(event: Component, base_url: str) -> str:
+    """X-ALT-DESC (HTML) when given, else DESCRIPTION as escaped paragraphs; sanitised either way."""
+    alt = _first(event.get("X-ALT-DESC"))
+    if alt is not None and "html" in str(getattr(alt, "params", {}).get("FMTTYPE", "")).lower():
+        return bounded_html(str(alt), base_url=base_url)
+    description = _first(event.get("DESCRIPTION"))
+    if description is None:
+        return ""
+    return bounded_html(text_to_html(str(description)), base_url=base_url)
+
+
+def _last_modified(event: Component, zones: _Zones, notes: list[str]) -> datetime | None:
+    for name in ("LAST-MODIFIED", "DTSTAMP"):
+        prop = _first(event.get(name))
+        if prop is None or isinstance(prop, vBroken):
+            continue
+        moment, _ = _place(prop.dt, _tzid(prop), zones, notes)
+        if isinstance(moment, datetime):
+            return moment
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    source: SourceConfig
+    url: str
+    zones: _Zones
+    cancelled: bool  # METHOD:CANCEL
+
+
+def _event(event: Component, number: int, ctx: _Context) -> tuple[EventRecord | None, list[Problem]]:
+    """One VEVENT as a record (None when it has no readable DTSTART) and its Problems."""
+    notes: list[str] = [f"broken {name or 'line'}: {message}" for name, message in event.errors]
+    source = ctx.source.name
+    title = _text(event, "SUMMARY")
+    dtstart = _first(event.get("DTSTART"))
+    uid = _text(event, "UID")
+    where = f"VEVENT uid={uid}" if uid else f"VEVENT {number}"
+    if dtstart is None or isinstance(dtstart, vBroken):
+        if dtstart is None:
+            notes.append("no DTSTART; event skipped")
+        else:
+            notes.append("unreadable DTSTART; event skipped")
+        return None, [Problem(source, note, where) for note in notes]
+    start, zone = _place(dtstart.dt, _tzid(dtstart), ctx.zones, notes)
+    if not uid:
+        uid = hash_id(source, title, start.isoformat())
+        notes.append(f"no UID; identified by a hash of source, SUMMARY and DTSTART ({uid})")
+    if not title:
+        title = UNTITLED
+        notes.append("no SUMMARY")
+    status_text = _text(event, "STATUS").upper()
+    status = _STATUS.get(status_text, EventStatus.CONFIRMED)
+    if status_text and status_text not in _STATUS:
+        notes.append(f"unknown STATUS {status_text!r}; taken as confirmed")
+    if ctx.cancelled:
+        status = EventStatus.CANCELLED
+    rrules = [r for r in _all(event.get("RRULE")) if not isinstance(r, vBroken)]
+    if len(rrules) > 1:
+        notes.append(f"{len(rrules)} RRULEs; kept the first")
+    recurrence = _first(event.get("RECURRENCE-ID"))
+    recurrence_id = None
+    if recurrence is not None and not isinstance(recurrence, vBroken):
+        recurrence_id, _ = _place(recurrence.dt, _tzid(recurrence), ctx.zones, notes)
+    sequence = _first(event.get("SEQUENCE"))
+    categories = [str(c) for prop in _all(event.get("CATEGORIES")) if not isinstance(prop, vBroken) for c in prop.cats]
+    url_prop = _first(event.get("URL"))
+    record = EventRecord(
+        uid=uid,
+        source=source,
+        title=title,
+        start=start,
+        end=_end(event, start, zone, ctx.zones, notes),
+        timezone=zone,
+        location=_text(event, "LOCATION") or None,
+        link=absolute_url(str(url_prop), ctx.url) if url_prop is not None else None,
+        description=_description(event, ctx.url),
+        status=status,
+        rrule=rrules[0].to_ical().decode() if rrules else None,
+        rdates=tuple(_moments(event.get("RDATE"), ctx.zones, notes)),
+        exdates=tuple(_moments(event.get("EXDATE"), ctx.zones, notes)),
+        recurrence_id=recurrence_id,
+        last_modified=_last_modified(event, ctx.zones, notes),
+        sequence=int(sequence) if sequence is not None and not isinstance(sequence, vBroken) else 0,
+        tags=merge_tags(ctx.source.tags, categories),
+        strategy=Strategy.ICAL,
+    )
+    return record, [Problem(source, note, where) for note in dict.fromkeys(notes)]
+
+
+def _without_truncation(text: str) -> tuple[str, str | None]:
+    """A download cut short keeps its complete events: cut after the last END:VEVENT, close the calendar."""
+    if re.search(r"^END:VCALENDAR\s*$", text, re.I | re.M):
+        return text, None
+    ends = list(re.finditer(r"^END:VEVENT[ \t]*\r?$", text, re.I | re.M))
+    if ends:
+        text = text[: ends[-1].end()]
+    return text.rstrip(
+        "\r\n"
+    ) + "\r\nEND:VCALENDAR\r\n", "calendar is truncated (no END:VCALENDAR); kept its complete events"
+
+
+def _not_a_calendar(source: SourceConfig, why: str) -> ParseResult:
+    return ParseResult(problems=(Problem(source.name, f"not an iCalendar file: {why}"),))
+
+
+def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
+    """Bytes of one iCalendar fetch -> one record per VEVENT (overrides keyed by RECURRENCE-ID). No I/O.
+
+    A file that is not iCalendar gives no records and a Problem "not an iCalendar
+    file: ..."; a damaged event or property gives a Problem and the rest is kept.
+    Of two events with the same UID and RECURRENCE-ID the higher SEQUENCE (else the first) is kept.
+    """
+    text, decode_problem = _decode(body)
+    head = text.lstrip()
+    if not head:
+        return _not_a_calendar(source, "empty body")
+    if not head[:15].upper().startswith("BEGIN:VCALENDAR"):
+        return _not_a_calendar(source, f"it starts with {clean_text(head[:40])!r}")
+    problems: list[Problem] = []
+    if decode_problem:
+        problems.append(Problem(source.name, f"{decode_problem}; undecodable bytes replaced"))
+    text, truncated = _without_truncation(text)
+    if truncated:
+        problems.append(Problem(source.name, truncated))
+    parser = _WallClockParser(text)
+    try:
+        calendars = parser.parse()
+    except ValueError as error:
+        return _not_a_calendar(source, str(error))
+    problems.extend(Problem(source.name, message) for message in parser.skipped)
+    records: dict[str, EventRecord] = {}
+    for calendar in calendars:
+        if calendar.name != "VCALENDAR":
+            continue
+        problems.extend(
+            Problem(source.name, f"broken {name or 'line'}: {message}") for name, message in calendar.errors
+        )
+        zones = _Zones(source.timezone, source.timezone, {}, fetched_at.year)
+        zones.vtimezones = {str(tz.get("TZID")): tz for tz in calendar.walk("VTIMEZONE") if tz.get("TZID")}
+        declared = _text(calendar, "X-WR-TIMEZONE")
+        if declared:
+            floating = _zone_named(declared)
+            if floating is None:
+                problems.append(
+                    Problem(source.name, f"unknown X-WR-TIMEZONE {declared!r}; using {source.timezone.key}")
+                )
+            zones.floating = floating or source.timezone
+        ctx = _Context(source, url, zones, cancelled=_text(calendar, "METHOD").upper() == "CANCEL")
+        for number, component in enumerate(calendar.walk("VEVENT"), start=1):
+            record, event_problems = _event(component, number, ctx)
+            problems.extend(event_problems)
+            if record is None:
+                continue
+            kept = records.get(record.key)
+            if kept is not None:
+                winner = record if record.sequence > kept.sequence else kept
+                problems.append(
+                    Problem(
+                        source.name,
+                        f"duplicate UID/RECURRENCE-ID; kept SEQUENCE {winner.sequence}",
+                        f"VEVENT uid={record.uid}",
+                    )
+                )
+                record = winner
+            records[record.key] = record
+    return ParseResult(records=tuple(records.values()), problems=tuple(problems))
