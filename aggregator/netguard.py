@@ -148,9 +148,9 @@ async def resolve(url: str, host: str, port: int, policy: Policy) -> tuple[str, 
         category = address_category(address)
         named = address if _norm_host(host) == _norm_host(address) else f"{host} resolves to {address}, which"
         if category in _NEVER:
-            message = f"{named} is a {category} address, never fetched"
+            message = f"{named} is not a public address ({category}); never fetched, even with allow_private"
         else:
-            message = f"{named} is a {category} address (set allow_private to fetch it)"
+            message = f"{named} is not a public address ({category}); set allow_private to fetch it"
         raise FetchError(url, message, reason="private-address", permanent=True)
     return addresses
 
