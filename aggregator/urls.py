@@ -17,7 +17,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def fetchable_url(url: str) -> str:
     """The URL to request: ``webcal://`` and ``webcals://`` become ``https://``."""
-    lowered = url[:9].lower()
+    lowered = url[:10].lower()
     if lowered.startswith("webcals://"):
         return "https://" + url[10:]
     if lowered.startswith("webcal://"):
