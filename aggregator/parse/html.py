@@ -14,7 +14,7 @@ from bs4 import BeautifulSoup, Tag
 
 from aggregator.config import SourceConfig
 from aggregator.errors import ParseError
-from aggregator.extract.listing import BlockFields, event_from_fields, news_from_fields
+from aggregator.extract.listing import MORE_WORDS, BlockFields, event_from_fields, news_from_fields
 from aggregator.records import ParseResult, Problem, Record, RecordKind, Strategy
 from aggregator.sanitize import clean_text
 from aggregator.urls import absolute_url
@@ -34,6 +34,19 @@ def page_base_url(soup: BeautifulSoup, url: str) -> str:
 
 def _text(element: Tag | None) -> str:
     return clean_text(element.get_text(" ")) if element is not None else ""
+
+
+def _summary(element: Tag | None) -> str:
+    """Teaser text without its "more" link: the link is how to get there, not what it says."""
+    if element is None:
+        return ""
+    parts: list[str] = []
+    for text in element.find_all(string=True):
+        parent = text.find_parent("a")
+        if parent is not None and clean_text(parent.get_text(" ")).casefold().strip(" .…»›→") in MORE_WORDS:
+            continue
+        parts.append(str(text))
+    return clean_text("".join(parts))
 
 
 def _select(item: Tag, selector: str | None) -> Tag | None:
@@ -95,7 +108,7 @@ def parse_selectors(body: bytes, *, source: SourceConfig, url: str, fetched_at: 
             link=absolute_url(_href(item, selectors.link), base_url),
             date_text=date_text,
             date_attr=date_attr,
-            summary=_text(_select(item, selectors.summary)),
+            summary=_summary(_select(item, selectors.summary)),
             location=location,
             where=where,
         )
