@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import mimetypes
 import os
 import socket
 import ssl
@@ -72,6 +71,21 @@ class FetchResult:
     permanent_redirect: str | None  # 301/308 target to put in sources.toml
     max_age: float | None  # seconds, from Cache-Control max-age / Expires
     elapsed: float  # seconds
+
+
+# Media types of local files by extension; a fixed table rather than mimetypes,
+# whose answers depend on the host's /etc/mime.types.
+_FILE_TYPES = {
+    ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml",
+    ".xml": "application/xml",
+    ".json": "application/json",
+    ".ics": "text/calendar",
+    ".ical": "text/calendar",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".txt": "text/plain",
+}
 
 
 # --- small pure questions about HTTP headers --------------------------------
@@ -602,7 +616,7 @@ class Fetcher:
             raise FetchError(url, f"response exceeds {limit} bytes", reason="too-large") from None
         except OSError as exc:
             raise FetchError(url, f"cannot read {path}: {exc.strerror}", reason="network") from exc
-        content_type = mimetypes.guess_type(path.name, strict=False)[0]
+        content_type = _FILE_TYPES.get(path.suffix.lower())
         return FetchResult(
             url=url,
             final_url=url,

@@ -93,9 +93,7 @@ def test_304_with_new_etag_replaces_the_stored_one(server: HTTPServer, fetch_onc
         "", status=304, headers={"ETag": '"v2"'}
     )
 
-    result = fetch_once(
-        server.url_for("/feed.xml"), validators=Validators(etag='"v1"', last_modified=LAST_MODIFIED)
-    )
+    result = fetch_once(server.url_for("/feed.xml"), validators=Validators(etag='"v1"', last_modified=LAST_MODIFIED))
 
     assert result.validators == Validators(etag='"v2"', last_modified=LAST_MODIFIED)
 
