@@ -1,0 +1,200 @@
+"""One record per story or event, when several sources (or one source twice) carry it.
+
+Rules (each is a dictionary key, so merging stays O(n) over 40,000 news):
+
+News are the same story when
+  * their links are the same after ``urls.canonical_url`` (tracking parameters
+    such as ``utm_*`` and ``xtor``, fragments, host case and default ports
+    removed), or
+  * with no link match, their normalised titles (case-folded, punctuation
+    stripped, whitespace and no-break spaces collapsed) are equal, they were
+    published on the same day (``published`` in its own zone, else the day
+    first seen, UTC), and their summaries as plain text are near-identical
+    (``difflib`` ratio >= 0.8) or both empty.
+
+Events are the same event when their start matches exactly (the same instant
+for timed events, whatever zone each source wrote it in; the same date for
+all-day events) and their recurrence matches (same RRULE, same RECURRENCE-ID),
+and also
+  * their canonical links are equal, or
+  * their normalised titles are equal, or
+  * their UIDs are equal.
+So two sessions of one series on different days, or at different times,
+stay apart, and a recurring series merges only with the same rule and the
+same first start.
+
+A link that one source gives to two or more of its own records is a listing
+or home page, not the identity of a story, and is ignored for matching.
+
+Of each group, the copy stored first (``first_seen``, then source name, then
+key) is kept; ``record.also_from`` lists the other groups' sources, sorted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import TypeVar
+
+from aggregator.records import EventRecord, NewsRecord
+from aggregator.sanitize import html_to_text
+from aggregator.store.base import StoredEvent, StoredNews
+from aggregator.urls import canonical_url
+
+__all__ = ["merge_events", "merge_news"]
+
+SUMMARY_SIMILARITY = 0.8
+
+_Stored = TypeVar("_Stored", StoredNews, StoredEvent)
+
+
+def _normalised_title(title: str) -> str:
+    """Title for comparison: case-folded, punctuation and symbols dropped, whitespace (nbsp too) collapsed."""
+    kept = []
+    for char in unicodedata.normalize("NFKC", title).casefold():
+        category = unicodedata.category(char)
+        if category[0] == "Z" or char.isspace():
+            kept.append(" ")
+        elif category[0] not in "PSC":  # punctuation, symbols, controls are dropped: "mid-term" == "midterm"
+            kept.append(char)
+    return " ".join("".join(kept).split())
+
+
+class _Groups:
+    """Union-find over record positions."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+
+    def join_equal_keys(self, keys: Iterable[tuple[int, Hashable]]) -> None:
+        first: dict[Hashable, int] = {}
+        for i, key in keys:
+            if key in first:
+                self.union(first[key], i)
+            else:
+                first[key] = i
+
+
+def _link_keys(records: Sequence[NewsRecord | EventRecord]) -> list[str | None]:
+    """Each record's canonical link, or None when it has none or it is a listing page (see module doc)."""
+    canonical: dict[str, str | None] = {}  # the same link often comes from several sources
+    links: list[str | None] = []
+    seen: set[tuple[str, str]] = set()
+    listing: set[str] = set()
+    for record in records:
+        link = None
+        if record.link:
+            if record.link not in canonical:
+                canonical[record.link] = canonical_url(record.link)
+            link = canonical[record.link]
+        if link is not None:
+            if (record.source, link) in seen:
+                listing.add(link)
+            seen.add((record.source, link))
+        links.append(link)
+    return [link if link not in listing else None for link in links]
+
+
+def _collapse(items: Sequence[_Stored], groups: _Groups) -> list[_Stored]:
+    """The kept copy of every group, in the input order of the kept copies."""
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(items)):
+        members[groups.find(i)].append(i)
+    kept: list[tuple[int, _Stored]] = []
+    for group in members.values():
+        keeper = min(group, key=lambda i: (items[i].first_seen, items[i].record.source, items[i].record.key))
+        record = items[keeper].record
+        if len(group) == 1:
+            kept.append((keeper, items[keeper]))
+            continue
+        sources = {items[i].record.source for i in group} | {s for i in group for s in items[i].record.also_from}
+        sources.discard(record.source)
+        merged = replace(record, also_from=tuple(sorted(sources)))
+        kept.append((keeper, replace(items[keeper], record=merged)))
+    kept.sort(key=lambda pair: pair[0])
+    return [stored for _, stored in kept]
+
+
+def _publication_day(item: StoredNews) -> date:
+    published = item.record.published
+    if published is not None:
+        return published.date()
+    return item.first_seen.astimezone(UTC).date()
+
+
+def _similar(a: str, b: str) -> bool:
+    if not a and not b:
+        return True
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.real_quick_ratio() >= SUMMARY_SIMILARITY and matcher.ratio() >= SUMMARY_SIMILARITY
+
+
+def merge_news(items: Sequence[StoredNews]) -> list[StoredNews]:
+    """One StoredNews per story; the others' sources go to ``record.also_from``."""
+    records = [item.record for item in items]
+    groups = _Groups(len(items))
+    links = _link_keys(records)
+    groups.join_equal_keys((i, link) for i, link in enumerate(links) if link is not None)
+    by_title: dict[tuple[str, date], list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        title = _normalised_title(record.title)
+        if title:
+            by_title[(title, _publication_day(items[i]))].append(i)
+    for candidates in by_title.values():
+        if len({groups.find(i) for i in candidates}) < 2:
+            continue  # already one story by link
+        texts = [html_to_text(records[i].summary) for i in candidates]
+        for a in range(len(candidates)):
+            for b in range(a + 1, len(candidates)):
+                i, j = candidates[a], candidates[b]
+                if groups.find(i) == groups.find(j):
+                    continue
+                # A link match is the stronger evidence: two different links are two stories.
+                if links[i] is not None and links[j] is not None and links[i] != links[j]:
+                    continue
+                if _similar(texts[a], texts[b]):
+                    groups.union(i, j)
+    return _collapse(items, groups)
+
+
+def _start_key(start: datetime | date) -> tuple[str, datetime | date]:
+    if isinstance(start, datetime):
+        return "at", start.astimezone(UTC)
+    return "day", start
+
+
+def _series_key(record: EventRecord) -> tuple[str, tuple[str, datetime | date] | None]:
+    recurrence = None if record.recurrence_id is None else _start_key(record.recurrence_id)
+    return record.rrule or "", recurrence
+
+
+def merge_events(items: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """One StoredEvent per event (same start and recurrence, and same link, title or UID)."""
+    records = [item.record for item in items]
+    groups = _Groups(len(items))
+    when = [(_start_key(record.start), _series_key(record)) for record in records]
+    links = _link_keys(records)
+    keyers: tuple[Callable[[int], Hashable | None], ...] = (
+        lambda i: links[i],
+        lambda i: _normalised_title(records[i].title) or None,
+        lambda i: records[i].uid,
+    )
+    for number, keyer in enumerate(keyers):
+        keyed = ((i, keyer(i)) for i in range(len(records)))
+        groups.join_equal_keys((i, (number, key, when[i])) for i, key in keyed if key is not None)
+    return _collapse(items, groups)
