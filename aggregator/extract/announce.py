@@ -58,9 +58,7 @@ def event_in_text(text: str, *, source: SourceConfig, reference: datetime) -> tu
     return before, when, after
 
 
-def announced_events(
-    news: Iterable[NewsRecord], *, source: SourceConfig, reference: datetime
-) -> list[EventRecord]:
+def announced_events(news: Iterable[NewsRecord], *, source: SourceConfig, reference: datetime) -> list[EventRecord]:
     """One event per news item whose title (else teaser) announces a dated event."""
     events: list[EventRecord] = []
     for item in news:

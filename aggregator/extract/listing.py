@@ -290,9 +290,7 @@ class _Group:
 def _signature(element: HtmlElement) -> str:
     """Tag plus first stable class: what makes siblings 'the same kind of block'."""
     classes = [
-        c
-        for c in (element.get("class") or "").split()
-        if c.casefold() not in _STATE_CLASSES and not _DIGIT.search(c)
+        c for c in (element.get("class") or "").split() if c.casefold() not in _STATE_CLASSES and not _DIGIT.search(c)
     ]
     return f"{element.tag}.{classes[0]}" if classes else str(element.tag)
 
@@ -323,7 +321,7 @@ def _segments(block: HtmlElement) -> list[_Segment]:
         text = clean_text("".join(buf))
         buf.clear()
         if text:
-            out.append(_Segment(text, state["owner"], state["link"], bool(state["heading"])))  # type: ignore[arg-type]
+            out.append(_Segment(text, state["owner"], state["link"], bool(state["heading"])))
 
     def add(text: str, owner: HtmlElement, link: HtmlElement | None, heading: bool) -> None:
         if owner is not state["owner"] or link is not state["link"]:
@@ -563,4 +561,3 @@ def find_listings(
 def _linked(blocks: Sequence[HtmlElement]) -> bool:
     with_link = sum(1 for b in blocks if next((a for a in b.iter("a") if a.get("href")), None) is not None)
     return with_link >= 2 and with_link * 2 >= len(blocks)
-

@@ -107,7 +107,9 @@ def _jsonld_nodes(tree: HtmlElement, source: SourceConfig, problems: list[Proble
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            problems.append(Problem(source.name, f"invalid JSON-LD: {exc.msg} at line {exc.lineno}", f"script {index + 1}"))
+            problems.append(
+                Problem(source.name, f"invalid JSON-LD: {exc.msg} at line {exc.lineno}", f"script {index + 1}")
+            )
             continue
         yield from _flatten(data)
 
@@ -157,7 +159,12 @@ def _rdfa_nodes(text: str, base_url: str, source: SourceConfig, problems: list[P
     expanded = RDFaExtractor().extract_items(dom, base_url=base_url)
     by_id = {n["@id"]: n for n in expanded if isinstance(n, dict) and "@id" in n}
     referenced = {
-        v["@id"] for n in expanded for vs in n.values() if isinstance(vs, list) for v in vs if isinstance(v, dict) and "@id" in v
+        v["@id"]
+        for n in expanded
+        for vs in n.values()
+        if isinstance(vs, list)
+        for v in vs
+        if isinstance(v, dict) and "@id" in v
     }
     return [_from_rdfa(n, by_id, 0) for n in expanded if "@type" in n and n.get("@id") not in referenced]
 

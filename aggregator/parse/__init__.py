@@ -39,6 +39,4 @@ def parse_document(
         return parse_selectors(body, source=source, url=url, fetched_at=fetched_at)
     from aggregator.parse.auto import parse_auto
 
-    return parse_auto(
-        body, source=source, url=url, content_type=content_type, fetched_at=fetched_at, explain=explain
-    )
+    return parse_auto(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at, explain=explain)

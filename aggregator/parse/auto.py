@@ -39,7 +39,7 @@ from aggregator.errors import ParseError
 from aggregator.extract.announce import announced_events
 from aggregator.extract.listing import find_listings, normalised_title
 from aggregator.extract.structured import extract_structured
-from aggregator.records import EventRecord, Explanation, NewsRecord, ParseResult, Problem, Record, Strategy
+from aggregator.records import EventRecord, Explanation, NewsRecord, ParseResult, Record, Strategy
 from aggregator.urls import absolute_url
 
 __all__ = ["Page", "load_page", "parse_auto", "sniff_format"]
@@ -60,7 +60,7 @@ _STRUCTURED = (Strategy.JSON_LD, Strategy.MICRODATA, Strategy.RDFA, Strategy.MIC
 
 
 def sniff_format(body: bytes, content_type: str | None) -> str:
-    """"feed", "ical" or "html": the content type when it is specific, else the first bytes.
+    """ "feed", "ical" or "html": the content type when it is specific, else the first bytes.
 
     Servers send feeds as text/html or text/plain often enough that the bytes
     decide whenever the type is generic.
@@ -94,7 +94,9 @@ def _is_json_feed(body: bytes) -> bool:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
     version = data.get("version") if isinstance(data, dict) else None
-    return isinstance(version, str) and version.startswith(("https://jsonfeed.org/version/", "http://jsonfeed.org/version/"))
+    return isinstance(version, str) and version.startswith(
+        ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +205,7 @@ def parse_auto(
             discovered_url=discovered,
             explanations=tuple(explanations),
         )
-    listing = find_listings(
-        page.tree, source=source, base_url=page.base_url, fetched_at=fetched_at, explain=explain
-    )
+    listing = find_listings(page.tree, source=source, base_url=page.base_url, fetched_at=fetched_at, explain=explain)
     explanations.extend(listing.explanations)
     page_records = [*structured.records, *listing.records]
     news = [r for r in page_records if isinstance(r, NewsRecord)]
@@ -229,8 +229,10 @@ def _start_day(event: EventRecord) -> date:
 
 def _rank(record: Record) -> int:
     """Structured data first, then the visible listing, then announcements in titles."""
-    return _STRUCTURED.index(record.strategy) if record.strategy in _STRUCTURED else len(_STRUCTURED) + (
-        1 if record.strategy is Strategy.TITLE_TEXT else 0
+    return (
+        _STRUCTURED.index(record.strategy)
+        if record.strategy in _STRUCTURED
+        else len(_STRUCTURED) + (1 if record.strategy is Strategy.TITLE_TEXT else 0)
     )
 
 
@@ -286,4 +288,3 @@ def detail_links(records: Sequence[Record], *, limit: int) -> tuple[tuple[str, s
         if len(wanted) >= limit:
             break
     return tuple(wanted)
-

@@ -39,7 +39,7 @@ def _meta(tree: HtmlElement, *names: str) -> str | None:
 
 
 def _first_paragraph(tree: HtmlElement) -> str | None:
-    roots = [e for e in tree.iter("article", "main")] or [tree]
+    roots = list(tree.iter("article", "main")) or [tree]
     for root in roots:
         for p in root.iter("p"):
             if any(a.tag in ("footer", "nav", "header", "aside") for a in p.iterancestors()):
@@ -53,7 +53,7 @@ def _first_paragraph(tree: HtmlElement) -> str | None:
 def _time_attr(tree: HtmlElement) -> str | None:
     for element in tree.iter("time"):
         if value := element.get("datetime"):
-            return value
+            return str(value)
     return None
 
 

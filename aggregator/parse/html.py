@@ -114,7 +114,9 @@ def parse_selectors(body: bytes, *, source: SourceConfig, url: str, fetched_at: 
         )
         record: Record | None
         if selectors.record is RecordKind.EVENT:
-            record, problem = event_from_fields(fields, source=source, strategy=Strategy.SELECTORS, reference=fetched_at)
+            record, problem = event_from_fields(
+                fields, source=source, strategy=Strategy.SELECTORS, reference=fetched_at
+            )
         else:
             record, problem = news_from_fields(fields, source=source, strategy=Strategy.SELECTORS, reference=fetched_at)
         if problem is not None:

@@ -64,7 +64,7 @@ def test_page_linking_a_feed_returns_the_rss_feed_and_only_its_structured_events
 def test_calendar_link_alone_is_discovered_when_no_feed_is_linked():
     body = (
         b'<html><head><link rel="alternate" type="text/calendar" href="webcal-export/events.ics">'
-        b'</head><body><p>Agenda</p></body></html>'
+        b"</head><body><p>Agenda</p></body></html>"
     )
     url = "https://www.cluster.example/agenda/"
     result = parse_auto(
@@ -114,3 +114,24 @@ def test_parse_document_dispatches_auto_pages_with_explanations():
     )
     assert (len(result.news), len(result.events), len(result.explanations)) == (4, 3, 3)
     assert source("x", url).kind is SourceKind.AUTO
+
+
+FETCHED_FEED = at("Europe/Brussels", 2014, 12, 1)
+
+
+def test_rss_served_at_a_page_url_is_read_as_a_feed():
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<!-- a feed at /news/ served as text/html -->\n'
+        b'<rss version="2.0"><channel><title>Clusterland</title><link>https://www.clusterland.example/</link>'
+        b"<description>News</description><item><title>Cluster Academy 2014</title>"
+        b"<link>https://www.clusterland.example/en/news/cluster-academy-2014/</link>"
+        b"<pubDate>Mon, 24 Nov 2014 09:00:00 +0100</pubDate></item></channel></rss>"
+    )
+    url = "https://www.clusterland.example/en/news/"
+    result = parse_document(
+        body, source=source("clusterland", url), url=url, content_type="text/html", fetched_at=FETCHED_FEED
+    )
+    assert [(n.title, n.link, n.strategy) for n in result.news] == [
+        ("Cluster Academy 2014", "https://www.clusterland.example/en/news/cluster-academy-2014/", Strategy.FEED)
+    ]
+    assert result.discovered_url is None

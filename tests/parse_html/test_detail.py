@@ -27,7 +27,9 @@ def test_missing_date_and_summary_come_from_time_and_og_description():
     )
     assert isinstance(enriched, NewsRecord)
     assert enriched.published == at("Europe/Brussels", 2014, 12, 2, 11)
-    assert enriched.summary == "Eighteen central European partners present their joint strategy on new cluster concepts."
+    assert (
+        enriched.summary == "Eighteen central European partners present their joint strategy on new cluster concepts."
+    )
     assert enriched.strategy is Strategy.DETAIL_PAGE
     assert (enriched.id, enriched.title, enriched.link) == (NEWS_URL, "Europe goes international", NEWS_URL)
 

@@ -67,7 +67,9 @@ def test_seed_page_teasers_become_news_with_day_first_dates_at_midnight_brussels
 def test_seed_page_upcoming_events_box_gives_timed_all_day_and_located_events():
     result = _auto("seed_clusterland_news.html", SEED_URL, "Europe/Brussels", (2015, 1, 20, 10))
     events = result.events
-    assert [(e.title, e.link, e.start.isoformat(), e.end.isoformat() if e.end else None, e.all_day) for e in events] == [
+    assert [
+        (e.title, e.link, e.start.isoformat(), e.end.isoformat() if e.end else None, e.all_day) for e in events
+    ] == [
         (
             "Cluster Excellence Day 2015",
             BASE + "events/cluster-excellence-day-2015/",
@@ -235,9 +237,7 @@ def test_events_announced_in_news_titles_and_teasers_but_not_publication_dates()
     assert result.news[0].published is not None
     assert result.news[0].published.isoformat() == "2018-09-05T00:00:00+02:00"
     events = result.events
-    assert [
-        (e.title, e.start, e.end, e.location, e.link, e.announced_by, e.strategy) for e in events
-    ] == [
+    assert [(e.title, e.start, e.end, e.location, e.link, e.announced_by, e.strategy) for e in events] == [
         (
             "E4T mid-term open event",
             date(2018, 10, 24),
@@ -269,6 +269,8 @@ def test_events_announced_in_news_titles_and_teasers_but_not_publication_dates()
 
 
 def test_records_are_typed_news_then_events():
-    result = _auto("typo3_news_veranstaltungen.html", "https://www.cluster-bayern.example/", "Europe/Berlin", (2025, 3, 1))
+    result = _auto(
+        "typo3_news_veranstaltungen.html", "https://www.cluster-bayern.example/", "Europe/Berlin", (2025, 3, 1)
+    )
     kinds = [type(r) for r in result.records]
     assert kinds == [NewsRecord] * 2 + [EventRecord] * 4

@@ -46,7 +46,14 @@ def test_jsonld_graph_and_list_events_with_places_online_cancelled_and_postponed
             EventStatus.CONFIRMED,
             Strategy.JSON_LD,
         ),
-        ("Kreativwirtschaftstage Winterthur", "2026-05-06", "2026-05-08", None, EventStatus.CANCELLED, Strategy.JSON_LD),
+        (
+            "Kreativwirtschaftstage Winterthur",
+            "2026-05-06",
+            "2026-05-08",
+            None,
+            EventStatus.CANCELLED,
+            Strategy.JSON_LD,
+        ),
         (
             "Sommerfest der Mitglieder",
             "2026-06-26T18:00:00+02:00",
@@ -89,9 +96,7 @@ def test_microdata_events_with_nested_place_and_text_location():
     url = "https://www.textiles-cz.example/events/"
     result = _auto("microdata_events.html", url, "Europe/Prague")
     assert result.news == []
-    assert [
-        (e.title, e.link, e.start, e.end, e.location, e.strategy) for e in result.events
-    ] == [
+    assert [(e.title, e.link, e.start, e.end, e.location, e.strategy) for e in result.events] == [
         (
             "Smart Textiles Matchmaking",
             url + "smart-textiles-matchmaking",
