@@ -366,7 +366,8 @@ class Fetcher:
         host = (urlsplit(url).hostname or "").lower()
         if not host:
             raise FetchError(url, "URL has no host", reason="not-allowed", permanent=True)
-        async with self._slots, self._host_slot(host):
+        # Host slot first: fetches queued behind a slow host must not sit on global slots.
+        async with self._host_slot(host), self._slots:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(source.timeout):

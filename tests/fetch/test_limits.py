@@ -143,28 +143,29 @@ def test_slow_host_does_not_block_fast_hosts(
     other_server.expect_request("/slow").respond_with_handler(slow)
     server.expect_request("/fast").respond_with_data("fast")
     slow_url = other_server.url_for("/slow")
+    fast_url = server.url_for("/fast")
 
-    async def scenario() -> tuple[list[bytes], bool, bytes]:
-        fetcher = Fetcher(Defaults(concurrency=4, per_host=2), respect_robots=False)
+    async def scenario() -> tuple[list[bytes], list[bool], list[bytes]]:
+        # Two global slots, one per host: three fetches queue on the slow host,
+        # yet the fast host still gets a slot.
+        fetcher = Fetcher(Defaults(concurrency=2, per_host=1), respect_robots=False)
         try:
-            slow_task = asyncio.create_task(fetcher.fetch(slow_url, source=make_source(slow_url)))
+            slow_tasks = [asyncio.create_task(fetcher.fetch(slow_url, source=make_source(slow_url))) for _ in range(3)]
             while not slow_arrived.is_set():
                 await asyncio.sleep(0.01)
-            fast = [
-                await fetcher.fetch(server.url_for("/fast"), source=make_source(server.url_for("/fast")))
-                for _ in range(5)
-            ]
-            slow_still_pending = not slow_task.done()
+            fast = [await fetcher.fetch(fast_url, source=make_source(fast_url)) for _ in range(5)]
+            slow_pending = [not task.done() for task in slow_tasks]
             release.set()
-            return [r.body for r in fast], slow_still_pending, (await slow_task).body
+            return [r.body for r in fast], slow_pending, [(await task).body for task in slow_tasks]
         finally:
             await fetcher.aclose()
 
-    fast_bodies, slow_still_pending, slow_body = asyncio.run(scenario())
+    fast_bodies, slow_pending, slow_bodies = asyncio.run(scenario())
 
     assert fast_bodies == [b"fast"] * 5
-    assert slow_still_pending is True
-    assert slow_body == b"slow"
+    assert slow_pending == [True, True, True]
+    assert slow_bodies == [b"slow"] * 3
+    assert len(other_server.log) == 3
 
 
 def test_per_host_limit_caps_concurrent_requests_to_one_host(
