@@ -315,39 +315,49 @@ def _assign_ids(items: list[_Item]) -> list[str]:
     return ids
 
 
-def _records(items: list[_Item], source: SourceConfig) -> tuple[list[NewsRecord], list[Problem]]:
-    """Records with ids, fallback titles and tags; a repeated item is dropped with a Problem."""
-    records: list[NewsRecord] = []
+def _without_repeats(items: list[_Item], source: SourceConfig) -> tuple[list[tuple[int, _Item]], list[Problem]]:
+    """Items numbered from 1, minus repeats: a guid seen before with the same link is the same story.
+
+    A repeated guid with another link is kept (its id then comes from the link);
+    both cases are Problems, as is every note an item carried.
+    """
+    kept: list[tuple[int, _Item]] = []
     problems: list[Problem] = []
-    first_with_id: dict[str, int] = {}
-    first_with_guid: dict[str, int] = {}
-    for number, (item, item_id) in enumerate(zip(items, _assign_ids(items), strict=True), start=1):
+    first_with_guid: dict[str, tuple[int, str | None]] = {}
+    for number, item in enumerate(items, start=1):
         where = f"item {number}"
         problems.extend(Problem(source.name, note, where) for note in item.notes)
+        link = canonical_url(item.link)
         if item.guid and item.guid in first_with_guid:
-            first = first_with_guid[item.guid]
-            if item_id in first_with_id:
-                problems.append(
-                    Problem(source.name, f"duplicate guid {item.guid!r} (first in item {first}); dropped", where)
-                )
+            first, first_link = first_with_guid[item.guid]
+            repeat = f"duplicate guid {item.guid!r} (first in item {first})"
+            if link == first_link:
+                problems.append(Problem(source.name, f"{repeat}; dropped", where))
                 continue
-            problems.append(
-                Problem(
-                    source.name, f"duplicate guid {item.guid!r} (first in item {first}); identified by its link", where
-                )
-            )
-        elif item_id in first_with_id:
+            problems.append(Problem(source.name, f"{repeat} with another link; not used as its id", where))
+        elif item.guid:
+            first_with_guid[item.guid] = (number, link)
+        kept.append((number, item))
+    return kept, problems
+
+
+def _records(items: list[_Item], source: SourceConfig) -> tuple[list[NewsRecord], list[Problem]]:
+    """Records with ids, fallback titles and tags; a repeated item is dropped with a Problem."""
+    numbered, problems = _without_repeats(items, source)
+    records: list[NewsRecord] = []
+    first_with_id: dict[str, int] = {}
+    ids = _assign_ids([item for _, item in numbered])
+    for (number, item), item_id in zip(numbered, ids, strict=True):
+        where = f"item {number}"
+        if item_id in first_with_id:
             problems.append(Problem(source.name, f"same item as item {first_with_id[item_id]}; dropped", where))
             continue
-        if item.guid:
-            first_with_guid.setdefault(item.guid, number)
         first_with_id[item_id] = number
         title = item.title
         if not title:
             title = title_from_summary(item.summary)
-            problems.append(
-                Problem(source.name, "no title" + ("" if title == UNTITLED else "; used its summary"), where)
-            )
+            used = "" if title == UNTITLED else "; used the start of its summary"
+            problems.append(Problem(source.name, f"no title{used}", where))
         records.append(
             NewsRecord(
                 id=item_id,

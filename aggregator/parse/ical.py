@@ -32,6 +32,7 @@ __all__ = ["parse_ical"]
 
 _UTC = ZoneInfo("UTC")
 _FOLD = re.compile(rb"\r?\n[ \t]")
+_TEXT_ESCAPE = re.compile(r"\\([\\;,nN])")
 _STATUS = {
     "CONFIRMED": EventStatus.CONFIRMED,
     "TENTATIVE": EventStatus.TENTATIVE,
@@ -263,7 +264,9 @@ def _description(event: Component, base_url: str) -> str:
     """X-ALT-DESC (HTML) when given, else DESCRIPTION as escaped paragraphs; sanitised either way."""
     alt = _first(event.get("X-ALT-DESC"))
     if alt is not None and "html" in str(getattr(alt, "params", {}).get("FMTTYPE", "")).lower():
-        return bounded_html(str(alt), base_url=base_url)
+        # icalendar leaves X- properties escaped; X-ALT-DESC is TEXT all the same (RFC 5545 3.3.11).
+        unescaped = _TEXT_ESCAPE.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), str(alt))
+        return bounded_html(unescaped, base_url=base_url)
     description = _first(event.get("DESCRIPTION"))
     if description is None:
         return ""
