@@ -19,12 +19,14 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from lxml.html import HtmlElement
 
 from aggregator.config import SourceConfig
-from aggregator.extract.dates import When, find_when, read_date, read_when
+from aggregator.extract import dates
+from aggregator.extract.dates import When
 from aggregator.records import (
     EventRecord,
     EventStatus,
@@ -85,6 +87,22 @@ _SEPARATORS = " \t,;:|–—-·•/()[]"
 # A date line is short; longer text is a sentence that merely mentions a date.
 _MAX_DATE_TEXT = 90
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+# The heuristics test a text for a date, then build the record from the same text: read it once.
+@lru_cache(maxsize=4096)
+def read_date(text: str, *, tz: ZoneInfo, reference: datetime) -> datetime | date | None:
+    return dates.read_date(text, tz=tz, reference=reference)
+
+
+@lru_cache(maxsize=4096)
+def read_when(text: str, *, tz: ZoneInfo, reference: datetime) -> When | None:
+    return dates.read_when(text, tz=tz, reference=reference)
+
+
+@lru_cache(maxsize=4096)
+def find_when(text: str, *, tz: ZoneInfo, reference: datetime) -> tuple[When, str] | None:
+    return dates.find_when(text, tz=tz, reference=reference)
 
 
 # ---------------------------------------------------------------------------
