@@ -28,6 +28,7 @@ __all__ = [
     "file_stem",
     "item_id",
     "news_date",
+    "plain_text",
     "plain_title",
     "rfc822",
     "rfc3339",
@@ -53,6 +54,7 @@ _ACTIVE_AFTER_UNESCAPE = re.compile(
     re.I,
 )
 _SCRIPT_WORD = re.compile(r"(java|vb)(script)", re.I)
+_SCRIPT_SCHEME = re.compile(r"(java|vb)(script\s*:)", re.I)
 _STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -85,15 +87,24 @@ def safe_html(fragment: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def plain_title(title: str) -> str:
-    """A title as plain text: markup (also entity-encoded markup) removed, never empty."""
-    current = title
+def plain_text(value: str) -> str:
+    """Plain text safe wherever a client might render it as HTML.
+
+    Markup, also entity-encoded markup, is removed one level at a time, and a
+    ``javascript:`` left in the words gets a zero-width space.
+    """
+    current = value
     for _ in range(4):
         following = html_to_text(current)
         if following == current:
             break
         current = following
-    return current or "(untitled)"
+    return _SCRIPT_SCHEME.sub("\\1\u200b\\2", current)
+
+
+def plain_title(title: str) -> str:
+    """A title as plain text (see ``plain_text``), never empty."""
+    return plain_text(title) or "(untitled)"
 
 
 def safe_url(url: str | None) -> str | None:
@@ -146,7 +157,7 @@ def file_stem(name: str) -> str:
 
 
 def record_authors(record: NewsRecord) -> tuple[str, ...]:
-    return tuple(a for a in (html_to_text(a) for a in record.authors) if a)
+    return tuple(a for a in (plain_text(a) for a in record.authors) if a)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ from functools import lru_cache
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.publish._common import safe_html, safe_url
+from aggregator.publish._common import plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
 from aggregator.records import EventRecord
-from aggregator.sanitize import clean_text, html_to_text
+from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent
 
 __all__ = [
@@ -186,16 +186,16 @@ def _event(item: StoredEvent, uid: str) -> _Rendered:
     # One value per line: several clients read only the first of a comma-separated list.
     lines += [_date_value("RDATE", v, zone, all_day, start_time) for v in record.rdates]
     lines += [_date_value("EXDATE", v, zone, all_day, start_time) for v in record.exdates]
-    lines.append(f"SUMMARY:{escape_text(html_to_text(record.title)) or 'Event'}")
-    if record.location and (location := escape_text(record.location)):
+    lines.append(f"SUMMARY:{escape_text(plain_title(record.title))}")
+    if record.location and (location := escape_text(plain_text(record.location))):
         lines.append(f"LOCATION:{location}")
-    description = html_to_text(safe_html(record.description))
+    description = plain_text(safe_html(record.description))
     if description:
         lines.append(f"DESCRIPTION:{escape_text(description)}")
     link = safe_url(record.link)
     if link:
         lines.append(f"URL:{link}")
-    categories = [escape_text(t) for t in record.tags if clean_text(t)]
+    categories = [escape_text(plain_text(t)) for t in record.tags if plain_text(t)]
     if categories:
         lines.append("CATEGORIES:" + ",".join(categories))
     lines.append("END:VEVENT")

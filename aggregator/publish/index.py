@@ -16,10 +16,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from dateutil.rrule import rrulestr
 
-from aggregator.publish._common import news_date, plain_title, safe_url
+from aggregator.publish._common import news_date, plain_text, plain_title, safe_url
 from aggregator.publish.ics import event_zone, rrule_value
 from aggregator.records import EventRecord, EventStatus, SourceState
-from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent, StoredNews
 
 __all__ = ["IndexSource", "IndexTag", "render_index", "upcoming"]
@@ -145,7 +144,7 @@ def _health(state: SourceState | None) -> tuple[str, str]:
         since = f"failing since {_stamp(state.last_success)}" if state.last_success else "failing, never succeeded"
         detail = f" ({state.consecutive_failures} attempts"
         if state.last_error:
-            detail += ": " + escape(clean_text(state.last_error)[:160])
+            detail += ": " + escape(plain_text(state.last_error)[:160])
         return "failing", since + detail + ")"
     return "ok", "ok"
 
@@ -235,7 +234,8 @@ def render_index(
             link = safe_url(record.link)
             label = f'<a href="{escape(link)}">{name}</a>' if link else name
             cancelled = record.status is EventStatus.CANCELLED
-            extra = [escape(clean_text(record.location))] if record.location and clean_text(record.location) else []
+            place = plain_text(record.location or "")
+            extra = [escape(place)] if place else []
             extra.append(escape(record.source))
             css = ' class="cancelled"' if cancelled else ""
             out.append(
