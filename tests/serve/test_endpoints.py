@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.types import ASGIApp
 
 from aggregator.metrics import Metrics
 from aggregator.serve import build_app
@@ -35,22 +34,22 @@ def test_healthz_reports_ok_with_the_health_details(served: Any) -> None:
     assert response.json() == {"status": "ok", "sources": 2, "last_publish": "2026-11-26T11:30:00+00:00"}
 
 
-def test_healthz_without_health_callback_is_just_ok(feeds: Path, start_server: Callable[[ASGIApp], int]) -> None:
+def test_healthz_without_health_callback_is_just_ok(feeds: Path, start_server: Callable[..., int]) -> None:
     port = start_server(build_app(feeds, metrics=Metrics(), is_ready=lambda: True, max_age=60))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
 def test_healthz_stays_200_when_the_health_callback_fails(
-    feeds: Path, start_server: Callable[[ASGIApp], int], caplog: Any
+    feeds: Path, start_server: Callable[..., int], caplog: Any
 ) -> None:
     def broken() -> Mapping[str, object]:
         raise KeyError("last_publish")
 
     port = start_server(build_app(feeds, metrics=Metrics(), is_ready=lambda: True, max_age=60, health=broken))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "health_error": "health callback raised; see the log"}
@@ -122,11 +121,12 @@ def test_metrics_endpoint_shows_fetch_metrics_recorded_by_the_scheduler(served: 
     assert total.value == 1.0
 
 
-def test_two_apps_keep_separate_counts(feeds: Path, start_server: Callable[[ASGIApp], int]) -> None:
+def test_two_apps_keep_separate_counts(feeds: Path, start_server: Callable[..., int]) -> None:
     first, second = Metrics(), Metrics()
-    port = start_server(build_app(feeds, metrics=first, is_ready=threading.Event().is_set, max_age=60))
-    start_server(build_app(feeds, metrics=second, is_ready=threading.Event().is_set, max_age=60))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+    # Servers of their own, so each app also runs its own lifespan under uvicorn.
+    apps = [build_app(feeds, metrics=m, is_ready=threading.Event().is_set, max_age=60) for m in (first, second)]
+    port, _ = (start_server(app, dedicated_server=True) for app in apps)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
         client.get("/news.xml")
     assert http_request_counts(first.render().decode()) == {("200", "feed"): 1.0}
     assert http_request_counts(second.render().decode()) == {}
