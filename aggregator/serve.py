@@ -101,18 +101,15 @@ def build_app(
         return _file_response(request, rep, max_age)
 
     async def healthz(request: Request) -> Response:
-        body: dict[str, object] = {"status": "ok"}
-        if health is not None:
-            try:
-                body.update(health())
-            except Exception:  # a bug in the callback must not make a live process look dead
-                log.exception("healthz", extra={"fields": {"problem": "health callback raised"}})
-                body["health_error"] = "health callback raised; see the log"
-        return _json(body, 200)
+        try:
+            return _json({"status": "ok", **(health() if health is not None else {})}, 200)
+        except Exception:  # a bug in the callback (or an unencodable value) must not make a live process look dead
+            log.exception("healthz", extra={"fields": {"problem": "health callback failed"}})
+            return _json({"status": "ok", "health_error": "health callback failed; see the log"}, 200)
 
     async def readyz(request: Request) -> Response:
         try:
-            ready = is_ready()
+            ready = bool(is_ready())
         except Exception:  # readiness unknown is not ready
             log.exception("readyz", extra={"fields": {"problem": "is_ready callback raised"}})
             ready = False
@@ -207,12 +204,14 @@ class _Guard:
 
 def _refusal(scope: Scope) -> Response | None:
     """A 414, 431 or 405 for requests refused before routing; None to let the request through."""
+    # "Connection: close" so uvicorn drops the connection instead of reading an
+    # unwanted request body to its end (a POST may announce gigabytes).
     if len(scope.get("raw_path") or scope["path"].encode()) + len(scope["query_string"]) > MAX_URL_BYTES:
-        return _plain("URI Too Long", 414)
+        return _plain("URI Too Long", 414, connection="close")
     if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > MAX_HEADER_BYTES:
-        return _plain("Request Header Fields Too Large", 431)
+        return _plain("Request Header Fields Too Large", 431, connection="close")
     if scope["method"] not in ("GET", "HEAD"):
-        return _plain("Method Not Allowed", 405, allow="GET, HEAD")
+        return _plain("Method Not Allowed", 405, allow="GET, HEAD", connection="close")
     return None
 
 

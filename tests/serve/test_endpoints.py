@@ -52,11 +52,41 @@ def test_healthz_stays_200_when_the_health_callback_fails(
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "health_error": "health callback raised; see the log"}
+    assert response.json() == {"status": "ok", "health_error": "health callback failed; see the log"}
     [record] = [r for r in caplog.records if r.name == "aggregator.serve"]
     assert record.getMessage() == "healthz"
     assert record.exc_info is not None
     assert record.exc_info[0] is KeyError
+
+
+def test_healthz_stays_200_when_a_health_value_cannot_be_encoded(
+    feeds: Path, start_server: Callable[..., int], caplog: Any
+) -> None:
+    port = start_server(
+        build_app(feeds, metrics=Metrics(), is_ready=lambda: True, max_age=60, health=lambda: {"store": object()})
+    )
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "health_error": "health callback failed; see the log"}
+    [record] = [r for r in caplog.records if r.name == "aggregator.serve"]
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "object in health() result is not JSON-serialisable"
+
+
+def test_readyz_is_503_when_the_readiness_callback_fails(
+    feeds: Path, start_server: Callable[..., int], caplog: Any
+) -> None:
+    def broken() -> bool:
+        raise RuntimeError("scheduler not wired")
+
+    port = start_server(build_app(feeds, metrics=Metrics(), is_ready=broken, max_age=60))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0, verify=False) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"ready": False}
+    [record] = [r for r in caplog.records if r.name == "aggregator.serve"]
+    assert record.getMessage() == "readyz"
 
 
 def test_readyz_is_503_until_ready_then_200(served: Any) -> None:

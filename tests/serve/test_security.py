@@ -155,6 +155,14 @@ def test_methods_other_than_get_and_head_are_405(served: Any, method: str) -> No
     assert (served.feeds / "news.xml").read_bytes().startswith(b"<?xml")
 
 
+def test_post_announcing_a_huge_body_is_answered_405_and_the_connection_closed(served: Any) -> None:
+    head = b"POST /news.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000000\r\n\r\n"
+    response = raw_request(served.port, head + b"<rss>" * 1000)
+    assert response.status == 405
+    assert response.headers["connection"] == "close"
+    assert response.body == b"Method Not Allowed\n"
+
+
 def test_post_to_health_endpoints_is_405(served: Any) -> None:
     with served.client() as client:
         assert client.post("/healthz").status_code == 405
