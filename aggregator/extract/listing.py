@@ -414,7 +414,9 @@ def _block_fields(
             link_el = more
     if not title:
         candidates = [s for s in segments if s.link is not None and not _is_more(s.text) and not _is_badge(s.text)]
-        best = max(candidates, key=lambda s: len(s.text), default=None)
+        # A date inside the link ("<a><span>December 2, 2026</span> Cluster Day</a>") is not the title.
+        undated = [s for s in candidates if not _looks_dated(s.text, kind=kind, tz=tz, reference=reference)]
+        best = max(undated or candidates, key=lambda s: len(s.text), default=None)
         if best is None:
             return None
         title, link_el = best.text, best.link
@@ -430,15 +432,17 @@ def _block_fields(
     date_index: int | None = None
     rest: list[tuple[int, _Segment]] = []
     for index, seg in enumerate(segments):
-        if seg.heading or seg.text == title or (seg.link is not None and seg.link is link_el and seg.link is not more):
+        if seg.heading or seg.text == title:
+            continue
+        if date_index is None and _looks_dated(seg.text, kind=kind, tz=tz, reference=reference):
+            date_index = index
+            continue
+        if seg.link is not None and seg.link is link_el and seg.link is not more:
             continue
         if _is_more(seg.text) and seg.link is not None:
             continue
         if _is_badge(seg.text):
             cancelled = True
-            continue
-        if date_index is None and _looks_dated(seg.text, kind=kind, tz=tz, reference=reference):
-            date_index = index
             continue
         if _BYLINE.search(seg.owner.get("class") or ""):
             continue

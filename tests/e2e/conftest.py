@@ -59,7 +59,13 @@ def serve_site_file(httpserver: HTTPServer, name: str, path: str | None = None, 
         return Response(body, status=200, headers={"ETag": tag, "Content-Type": CONTENT_TYPES[Path(name).suffix]})
 
     httpserver.expect_request(url_path).respond_with_handler(handler)
+    allow_robots(httpserver)
     return httpserver.url_for(url_path)
+
+
+def allow_robots(httpserver: HTTPServer) -> None:
+    """A site without robots.txt (404: everything allowed, RFC 9309 2.3.1.3)."""
+    httpserver.expect_request("/robots.txt").respond_with_data("not found", status=404)
 
 
 SOURCES_HEAD = """[defaults]
