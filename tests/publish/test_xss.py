@@ -82,7 +82,7 @@ def test_no_vector_survives_in_any_file(feeds_dir, publish_input, make_news, mak
             location=vector,
             description=vector,
             link="javascript:alert(1)" if n % 2 else None,
-        )  # fmt: skip
+        )
         for n, vector in enumerate(VECTORS)
     ]
     publish(feeds_dir, publish_input(news=news, events=events))
