@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from aggregator.errors import StoreError
 from aggregator.records import Enclosure, EventRecord, EventStatus, NewsRecord, Record, RecordKind, Strategy
 
-__all__ = ["content_hash", "decode", "decode_temporal", "encode", "encode_temporal", "payload"]
+__all__ = ["content_hash", "decode", "decode_temporal", "encode", "encode_temporal", "encode_with_hash", "payload"]
 
 # Timestamps a source may restamp on every export without changing anything a reader sees,
 # plus ``also_from`` (filled by de-duplication at read time). Excluded from the content hash
@@ -154,16 +154,30 @@ def payload(record: Record) -> dict[str, Any]:
     }
 
 
+def _dumps(data: Mapping[str, Any]) -> str:
+    # ASCII-only: lone surrogates or NULs from a broken feed cannot break a database driver.
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+
+
 def encode(record: Record) -> str:
     """A record as compact JSON text (stable key order, so equal records give equal text)."""
-    return json.dumps(payload(record), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return _dumps(payload(record))
+
+
+def _hash(data: Mapping[str, Any]) -> str:
+    stable = {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
+    return hashlib.sha256(_dumps(stable).encode("ascii")).hexdigest()
 
 
 def content_hash(record: Record) -> str:
     """SHA-256 of the payload without volatile fields: equal hash means nothing worth republishing."""
-    stable = {k: v for k, v in payload(record).items() if k not in VOLATILE_FIELDS}
-    text = json.dumps(stable, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _hash(payload(record))
+
+
+def encode_with_hash(record: Record) -> tuple[str, str]:
+    """``(encode(record), content_hash(record))`` building the payload once."""
+    data = payload(record)
+    return _dumps(data), _hash(data)
 
 
 def _decode_news(data: Mapping[str, Any]) -> NewsRecord:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -71,6 +70,9 @@ records = Table(
     Index("ix_records_kind_ends_at", "kind", "ends_at"),
 )
 
+# No foreign key to ``records``: tags are written only by ``upsert``, in the same transaction
+# as their record, and records are never deleted. A per-row FK check also cost PostgreSQL a
+# sequential scan per tag (the check's plan is cached while ``records`` is still empty).
 record_tags = Table(
     "record_tags",
     metadata,
@@ -78,12 +80,6 @@ record_tags = Table(
     Column("kind", String(10), primary_key=True),
     Column("key", Text, primary_key=True),
     Column("tag", Text, primary_key=True),  # casefolded: the tag filter ignores case
-    ForeignKeyConstraint(
-        ["source", "kind", "key"],
-        ["records.source", "records.kind", "records.key"],
-        name="fk_record_tags_records",
-        ondelete="CASCADE",
-    ),
     Index("ix_record_tags_tag", "tag"),
 )
 

@@ -57,11 +57,21 @@ def _engine_url(url_or_path: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _shown(url_or_path: str) -> str:
+    """The URL as the user wrote it, password masked (for error messages)."""
+    if "://" not in url_or_path:
+        return url_or_path
+    return make_url(url_or_path).render_as_string(hide_password=True)
+
+
 def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if not database or database == ":memory:":
         raise StoreError("an SQLite store needs a file: sqlite:///path/to/clusterfeeds.sqlite3")
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory of {database}: {exc.strerror}") from exc
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -95,7 +105,13 @@ def open_store(url_or_path: str) -> SqlStore:
     try:
         engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, pool_pre_ping=True)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open database {make_url(url)!r}: {exc}") from exc
+        raise StoreError(f"cannot open database {_shown(url_or_path)}: {exc}") from exc
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot connect to {_shown(url_or_path)}: {getattr(exc, 'orig', None) or exc}") from exc
     store = SqlStore(engine)
     try:
         store.migrate()
@@ -202,7 +218,7 @@ class SqlStore:
                 )
             }
             for (kind, key), record in batch.items():
-                digest = codec.content_hash(record)
+                text, digest = codec.encode_with_hash(record)
                 own_sequence = record.sequence if isinstance(record, EventRecord) else 0
                 old = existing.get((kind, key))
                 if old is not None and old.content_hash == digest:
@@ -210,27 +226,29 @@ class SqlStore:
                     continue
                 first_seen = now if old is None else old.first_seen
                 values = {
-                    "b_source": source,
-                    "b_kind": kind,
-                    "b_key": key,
                     "content_hash": digest,
-                    "payload": codec.encode(record),
+                    "payload": text,
                     "changed_at": now,
                     **_row_values(record, first_seen),
                 }
                 if old is None:
-                    inserts.append({**values, "sequence": own_sequence, "first_seen": now})
+                    inserts.append(
+                        {
+                            "source": source,
+                            "kind": kind,
+                            "key": key,
+                            **values,
+                            "sequence": own_sequence,
+                            "first_seen": now,
+                        }
+                    )
                 else:
                     bump = old.sequence + 1 if kind == RecordKind.EVENT.value else old.sequence
-                    updates.append({**values, "sequence": max(bump, own_sequence)})
+                    row_id = {"b_source": source, "b_kind": kind, "b_key": key}
+                    updates.append({**row_id, **values, "sequence": max(bump, own_sequence)})
                 tag_rows.extend({"source": source, "kind": kind, "key": key, "tag": t} for t in _tags(record))
             if inserts:
-                conn.execute(
-                    records.insert().values(
-                        source=bindparam("b_source"), kind=bindparam("b_kind"), key=bindparam("b_key")
-                    ),
-                    inserts,
-                )
+                conn.execute(records.insert(), inserts)
             if updates:
                 where = and_(
                     records.c.source == bindparam("b_source"),

@@ -172,7 +172,9 @@ def test_news_and_event_sharing_a_key_are_kept_apart(store: SqlStore) -> None:
 def test_upsert_refuses_a_record_of_another_source(store: SqlStore) -> None:
     with pytest.raises(StoreError) as caught:
         store.upsert("plastics-cluster", [MATCHMAKING], now=NOW)
-    assert str(caught.value) == "record 'eu-japan-matchmaking' belongs to source 'silicon-saxony', not 'plastics-cluster'"
+    assert str(caught.value) == (
+        "record 'eu-japan-matchmaking' belongs to source 'silicon-saxony', not 'plastics-cluster'"
+    )
 
 
 def test_stored_records_round_trip_zones_dates_and_recurrence(store: SqlStore) -> None:
@@ -248,21 +250,37 @@ def test_changed_tags_replace_the_old_ones(store: SqlStore) -> None:
 
 def test_events_window_keeps_ongoing_open_ended_and_recurring_events(store: SqlStore) -> None:
     since = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
-    ended = event("ended", "Cluster Conference 2026", datetime(2026, 10, 20, 9, 0, tzinfo=BRUSSELS),
-                  datetime(2026, 10, 21, 17, 0, tzinfo=BRUSSELS))  # fmt: skip
-    ongoing = event("ongoing", "Train the Trainers module", datetime(2026, 10, 30, 9, 0, tzinfo=BRUSSELS),
-                    datetime(2026, 11, 2, 12, 0, tzinfo=BRUSSELS))  # fmt: skip
+    ended = event(
+        "ended",
+        "Cluster Conference 2026",
+        datetime(2026, 10, 20, 9, 0, tzinfo=BRUSSELS),
+        datetime(2026, 10, 21, 17, 0, tzinfo=BRUSSELS),
+    )
+    ongoing = event(
+        "ongoing",
+        "Train the Trainers module",
+        datetime(2026, 10, 30, 9, 0, tzinfo=BRUSSELS),
+        datetime(2026, 11, 2, 12, 0, tzinfo=BRUSSELS),
+    )
     open_before = event("open-before", "Webinar (no end given)", datetime(2026, 10, 31, 23, 0, tzinfo=UTC))
     open_at = event("open-at", "Networking breakfast", datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
     day_gone = event("day-gone", "Cluster Academy day 1", date(2026, 10, 30))
     day_ends_at_since = event("day-ends-at-since", "Cluster Academy day 2", date(2026, 10, 31))
     day_of = event("day-of", "Cluster Academy day 3", date(2026, 11, 1))
-    weekly = event("weekly", "Weekly jour fixe", datetime(2025, 1, 9, 16, 0, tzinfo=VIENNA),
-                   datetime(2025, 1, 9, 17, 0, tzinfo=VIENNA), rrule="FREQ=WEEKLY")  # fmt: skip
+    weekly = event(
+        "weekly",
+        "Weekly jour fixe",
+        datetime(2025, 1, 9, 16, 0, tzinfo=VIENNA),
+        datetime(2025, 1, 9, 17, 0, tzinfo=VIENNA),
+        rrule="FREQ=WEEKLY",
+    )
     extra_dates = event("rdates", "Matchmaking days", date(2025, 3, 1), rdates=(date(2025, 9, 1),))
     future = KUNSTSTOFF
-    store.upsert("plastics-cluster", [ended, ongoing, open_before, open_at, day_gone, day_ends_at_since,
-                                      day_of, weekly, extra_dates, future], now=NOW)  # fmt: skip
+    store.upsert(
+        "plastics-cluster",
+        [ended, ongoing, open_before, open_at, day_gone, day_ends_at_since, day_of, weekly, extra_dates, future],
+        now=NOW,
+    )
 
     kept = [e.record.uid for e in store.events(since=since)]
 
@@ -278,8 +296,13 @@ def test_events_window_keeps_ongoing_open_ended_and_recurring_events(store: SqlS
 
 
 def test_events_filter_by_source_and_tag(store: SqlStore) -> None:
-    saxony = event("halbleiter", "Halbleiter-Tag", datetime(2026, 12, 8, 10, 0, tzinfo=BRUSSELS),
-                   source="silicon-saxony", tags=("Microelectronics",))  # fmt: skip
+    saxony = event(
+        "halbleiter",
+        "Halbleiter-Tag",
+        datetime(2026, 12, 8, 10, 0, tzinfo=BRUSSELS),
+        source="silicon-saxony",
+        tags=("Microelectronics",),
+    )
     store.upsert("plastics-cluster", [KUNSTSTOFF], now=NOW)
     store.upsert("silicon-saxony", [saxony], now=NOW)
 
@@ -371,8 +394,11 @@ def test_in_memory_sqlite_is_refused() -> None:
 
 
 def test_claim_due_leases_due_sources_until_released_or_expired(store: SqlStore) -> None:
-    for name, next_run in [("eccp", NOW - timedelta(minutes=5)), ("euratex", NOW + timedelta(minutes=5)),
-                           ("silicon-saxony", NOW - timedelta(hours=1))]:  # fmt: skip
+    for name, next_run in [
+        ("eccp", NOW - timedelta(minutes=5)),
+        ("euratex", NOW + timedelta(minutes=5)),
+        ("silicon-saxony", NOW - timedelta(hours=1)),
+    ]:
         store.save_state(SourceState(name=name, next_run=next_run))
     store.ensure_states(["plastics-cluster", "eccp"])
     lease = timedelta(minutes=10)

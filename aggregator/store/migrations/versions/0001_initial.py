@@ -48,12 +48,6 @@ def upgrade() -> None:
         sa.Column("key", sa.Text, nullable=False),
         sa.Column("tag", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("source", "kind", "key", "tag", name="pk_record_tags"),
-        sa.ForeignKeyConstraint(
-            ["source", "kind", "key"],
-            ["records.source", "records.kind", "records.key"],
-            name="fk_record_tags_records",
-            ondelete="CASCADE",
-        ),
     )
     op.create_index("ix_record_tags_tag", "record_tags", ["tag"])
     op.create_table(
