@@ -47,12 +47,14 @@ def test_rss2_cluster_news_reads_every_field() -> None:
         ),
         strategy=Strategy.FEED,
     )
-    assert first.published is not None and first.published.utcoffset() == timedelta(hours=1)
+    assert first.published is not None
+    assert first.published.utcoffset() == timedelta(hours=1)
     # Relative link made absolute against the feed; the guid names the same page, so it is the id.
     assert second.id == "https://www.cleantech-cluster.example.at/news/rueckblick-energiegemeinschaften-forum"
     assert second.link == "https://www.cleantech-cluster.example.at/news/rueckblick-energiegemeinschaften-forum"
     assert second.published == datetime(2025, 4, 2, 14, 0, tzinfo=CEST)
-    assert second.published is not None and second.published.utcoffset() == timedelta(hours=2)
+    assert second.published is not None
+    assert second.published.utcoffset() == timedelta(hours=2)
     assert second.summary == "Über 120 Teilnehmende diskutierten über Energiegemeinschaften &amp; Netzausbau."
     assert second.tags == ("cluster", "Energie")  # "energie" repeats "Energie"
     # No description: the full content is the summary, sanitised.
@@ -126,7 +128,9 @@ def test_json_feed_11_items_with_attachments_and_fallback_title() -> None:
         updated=datetime(2025, 6, 3, 10, 30, tzinfo=CEST),
         authors=("Mette Hansen", "Søren Østergaard"),
         tags=("Horizon Europe", "water"),
-        enclosures=(Enclosure("https://www.waterclusters.example.dk/files/call-summary.pdf", "application/pdf", 20480),),
+        enclosures=(
+            Enclosure("https://www.waterclusters.example.dk/files/call-summary.pdf", "application/pdf", 20480),
+        ),
     )
     assert report.id == "https://www.waterclusters.example.dk/news/annual-report-2024"
     assert report.title == "Our annual report 2024 is out: membership grew by 18 % and we ran 34 events…"
@@ -285,9 +289,7 @@ def test_xxe_pointing_at_a_local_file_does_not_read_it(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_german_text_survives_each_encoding(
-    name: str, title: str, summary: str, problems: tuple[Problem, ...]
-) -> None:
+def test_german_text_survives_each_encoding(name: str, title: str, summary: str, problems: tuple[Problem, ...]) -> None:
     result = _parse(name, "https://www.automobil-cluster.example.at/feed.xml")
 
     (item,) = result.news
@@ -326,4 +328,5 @@ def test_rfc822_date_with_european_zone_name_keeps_its_offset() -> None:
     (item,) = _parse("", "https://c.example.eu/feed", body=body).news
 
     assert item.published == datetime(2025, 7, 1, 10, 0, tzinfo=CEST)
-    assert item.published is not None and item.published.utcoffset() == timedelta(hours=2)
+    assert item.published is not None
+    assert item.published.utcoffset() == timedelta(hours=2)
