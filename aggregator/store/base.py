@@ -6,9 +6,10 @@ typed records. One contract-test module runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from aggregator.records import EventRecord, NewsRecord, Record, SourceState
@@ -61,6 +62,22 @@ class Store(Protocol):
 
     def generation(self) -> int:
         """A number that rises whenever records change: publish skips work when it has not."""
+        ...
+
+    def ensure_states(self, names: Iterable[str]) -> None:
+        """Create empty states (due at once) for sources not stored yet, so workers can claim them."""
+        ...
+
+    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+        """Lease up to ``limit`` sources due at ``now`` whose lease is free or expired; disjoint across workers."""
+        ...
+
+    def release(self, name: str, worker: str) -> None:
+        """Give up ``worker``'s lease on a source."""
+        ...
+
+    def publish_lock(self) -> AbstractContextManager[bool]:
+        """``with store.publish_lock() as granted:`` True when no other process is publishing."""
         ...
 
     def close(self) -> None: ...

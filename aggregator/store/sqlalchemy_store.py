@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -30,7 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from aggregator.errors import StoreError
 from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
 from aggregator.store import codec
-from aggregator.store.base import StoredEvent, StoredNews, UpsertSummary
+from aggregator.store.base import Store, StoredEvent, StoredNews, UpsertSummary
 from aggregator.store.schema import meta, record_tags, records, source_state
 
 __all__ = ["SqlStore", "open_store"]
@@ -464,3 +464,9 @@ class SqlStore:
     def close(self) -> None:
         """Return every pooled connection; the store is unusable afterwards."""
         self._engine.dispose()
+
+
+if TYPE_CHECKING:
+
+    def _implements_store(store: SqlStore) -> Store:
+        return store  # mypy checks SqlStore against the Protocol here
