@@ -166,6 +166,22 @@ def _default_port(url: httpx.URL) -> int:
     return url.port or _DEFAULT_PORTS.get(url.scheme, 80)
 
 
+def _checked_url(error_url: str, url: str) -> httpx.URL:
+    """``url`` parsed, or FetchError("not-allowed") when it has no usable host or port.
+
+    httpx accepts ``http://[broken/`` or a port of 99999; urlsplit does not.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when out of range
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        parsed = None
+    if parsed is None or not parts.hostname or "%" in parsed.host or " " in parts.hostname:
+        raise FetchError(error_url, f"invalid URL: {url}", reason="not-allowed", permanent=True)
+    return parsed
+
+
 def _without_fragment(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
@@ -363,9 +379,7 @@ class Fetcher:
             return await self._fetch_file(url, validators)
         if scheme not in _DEFAULT_PORTS:
             raise FetchError(url, f"unsupported URL scheme '{scheme}'", reason="not-allowed", permanent=True)
-        host = (urlsplit(url).hostname or "").lower()
-        if not host:
-            raise FetchError(url, "URL has no host", reason="not-allowed", permanent=True)
+        host = _checked_url(url, url).host
         # Host slot first: fetches queued behind a slow host must not sit on global slots.
         async with self._host_slot(host), self._slots:
             started = time.monotonic()
@@ -462,7 +476,7 @@ class Fetcher:
         permanent: str | None = None
         only_permanent_so_far = True
         for _hop in range(self.defaults.max_redirects + 1):
-            target_url = httpx.URL(current)
+            target_url = _checked_url(request.url, current)
             host = target_url.raw_host.decode("ascii")
             port = _default_port(target_url)
             addresses = await resolve(request.url, host, port, request.policy)
@@ -479,7 +493,12 @@ class Fetcher:
                     raise FetchError(
                         request.url, f"{_status_text(status)} without a Location header", reason="http", status=status
                     )
-                target = _without_fragment(urljoin(current, location))
+                try:
+                    target = _without_fragment(urljoin(current, location))
+                except ValueError:
+                    raise FetchError(
+                        request.url, f"invalid redirect Location: {location}", reason="http", status=status
+                    ) from None
                 if urlsplit(target).scheme.lower() not in _DEFAULT_PORTS:
                     raise FetchError(request.url, f"redirect to a non-HTTP URL: {target}", reason="not-allowed")
                 if only_permanent_so_far and status in _PERMANENT:

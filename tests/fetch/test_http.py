@@ -310,3 +310,15 @@ def test_unsupported_scheme_is_not_allowed(fetch_once: Fetch) -> None:
         "unsupported URL scheme 'ftp'",
         True,
     )
+
+
+@pytest.mark.parametrize("url", ["http:///feed.xml", "http://news cluster.example/feed.xml"])
+def test_url_without_a_usable_host_is_refused(url: str, fetch_once: Fetch) -> None:
+    with pytest.raises(FetchError) as caught:
+        fetch_once(url)
+
+    assert (caught.value.reason, caught.value.message, caught.value.permanent) == (
+        "not-allowed",
+        f"invalid URL: {url}",
+        True,
+    )

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+from werkzeug.datastructures import Headers
 
 from aggregator.config import Defaults
 from aggregator.errors import FetchError
@@ -16,6 +18,20 @@ Fetch = Callable[..., FetchResult]
 
 def _redirect(server: HTTPServer, path: str, status: int, location: str) -> None:
     server.expect_request(path).respond_with_data("", status=status, headers={"Location": location})
+
+
+class _RawLocation(Response):
+    """A response whose Location is sent byte for byte (werkzeug would try to normalise it)."""
+
+    def get_wsgi_headers(self, environ: object) -> Headers:
+        return Headers(self.headers)
+
+
+def _raw_redirect(server: HTTPServer, path: str, status: int, location: str) -> None:
+    def handler(_request: Request) -> Response:
+        return _RawLocation("", status=status, headers={"Location": location})
+
+    server.expect_request(path).respond_with_handler(handler)
 
 
 def test_chain_of_301_and_308_reports_the_final_address_as_permanent(server: HTTPServer, fetch_once: Fetch) -> None:
@@ -134,3 +150,28 @@ def test_error_after_a_redirect_names_where_it_happened(server: HTTPServer, fetc
         fetch_once(server.url_for("/feed"))
 
     assert caught.value.message == f"HTTP 404 Not Found at {server.url_for('/new-feed')}"
+
+
+def test_redirect_to_an_unparseable_location_is_an_http_error(server: HTTPServer, fetch_once: Fetch) -> None:
+    _raw_redirect(server, "/feed", 301, "http://[cluster-news/feed.xml")
+
+    with pytest.raises(FetchError) as caught:
+        fetch_once(server.url_for("/feed"))
+
+    assert (caught.value.reason, caught.value.message, caught.value.status) == (
+        "http",
+        "invalid redirect Location: http://[cluster-news/feed.xml",
+        301,
+    )
+
+
+def test_redirect_to_an_invalid_port_is_refused(server: HTTPServer, fetch_once: Fetch) -> None:
+    _raw_redirect(server, "/feed", 302, "http://news.cluster.example:99999/feed.xml")
+
+    with pytest.raises(FetchError) as caught:
+        fetch_once(server.url_for("/feed"))
+
+    assert (caught.value.reason, caught.value.message) == (
+        "not-allowed",
+        "invalid URL: http://news.cluster.example:99999/feed.xml",
+    )
