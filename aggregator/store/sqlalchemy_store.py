@@ -448,9 +448,15 @@ class SqlStore:
             yield True
             return
         try:
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"taking the publish lock failed: {exc}") from exc
+        try:
+            # Autocommit: the lock belongs to the session, no transaction stays open meanwhile.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             granted = bool(conn.execute(select(func.pg_try_advisory_lock(PUBLISH_LOCK))).scalar_one())
         except SQLAlchemyError as exc:
+            conn.close()
             raise StoreError(f"taking the publish lock failed: {exc}") from exc
         try:
             yield granted
