@@ -338,7 +338,7 @@ def test_state_round_trips_every_field_with_times_in_utc(store: SqlStore) -> Non
 
     assert loaded == FULL_STATE
     assert loaded.last_attempt == datetime(2026, 11, 26, 8, 0, 5, 123456, tzinfo=UTC)
-    assert loaded.last_attempt.tzinfo is UTC  # type: ignore[union-attr]
+    assert loaded.last_attempt.tzinfo is UTC
 
 
 def test_state_of_an_unknown_source_is_empty(store: SqlStore) -> None:
