@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator import USER_AGENT, __version__, config as config_module
+from aggregator import USER_AGENT, __version__
+from aggregator import config as config_module
 from aggregator.config import Config, Defaults, SourceConfig, SourceKind
 from aggregator.errors import AggregatorError, ConfigErrors, FetchError, StoreError
 from aggregator.fetch import Fetcher
@@ -38,14 +39,24 @@ EXIT_OK, EXIT_SOURCE_FAILED, EXIT_CONFIG, EXIT_STORE = 0, 1, 2, 3
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS if suppress else Path("sources.toml"),
-                        help="sources file (default ./sources.toml)")
-    parser.add_argument("--data-dir", type=Path, default=default,
-                        help="database and state (default ./data, or [defaults] data_dir)")
-    parser.add_argument("--feeds-dir", type=Path, default=default,
-                        help="published files (default ./feeds, or [defaults] feeds_dir)")
-    parser.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS if suppress else "text",
-                        help="log lines as key=value text or JSON")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS if suppress else Path("sources.toml"),
+        help="sources file (default ./sources.toml)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=default, help="database and state (default ./data, or [defaults] data_dir)"
+    )
+    parser.add_argument(
+        "--feeds-dir", type=Path, default=default, help="published files (default ./feeds, or [defaults] feeds_dir)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS if suppress else "text",
+        help="log lines as key=value text or JSON",
+    )
     parser.add_argument("--log-level", default=argparse.SUPPRESS if suppress else "WARNING",
                         help="log level (default WARNING; the daemon logs INFO)")  # fmt: skip
 
@@ -195,7 +206,7 @@ def _print_fetch_table(outcomes: list[SourceOutcome], out: TextIO) -> None:
     )
 
 
-def _print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+def _print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
@@ -241,7 +252,7 @@ def _status(config: Config, *, json_lines: bool) -> int:
         if state.last_error:
             notes.append(state.last_error)
         if state.redirected_to:
-            notes.append(f"moved permanently: put url = \"{state.redirected_to}\" in {config.path.name}")
+            notes.append(f'moved permanently: put url = "{state.redirected_to}" in {config.path.name}')
         if state.discovered_url:
             notes.append(f"reading discovered feed {state.discovered_url}")
         if json_lines:
@@ -343,7 +354,12 @@ async def _preview_async(source: SourceConfig, *, as_json: bool, explain: bool) 
     try:
         result = await fetcher.fetch(source.url, source=source)
         parsed = parse_document(
-            result.body, source=source, url=result.final_url, content_type=result.content_type, fetched_at=now, explain=explain
+            result.body,
+            source=source,
+            url=result.final_url,
+            content_type=result.content_type,
+            fetched_at=now,
+            explain=explain,
         )
         via = None
         if parsed.discovered_url and not parsed.records:

@@ -83,9 +83,7 @@ def body_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def _parse(
-    body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime
-) -> ParseResult:
+def _parse(body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime) -> ParseResult:
     # Top-level so a process pool can pickle it.
     return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
 
@@ -170,9 +168,7 @@ class Pipeline:
                 feed = await self.fetcher.fetch(parsed.discovered_url, source=source)
             except FetchError as error:
                 return await self._failed(source, state, now, error, started)
-            inner: ParseResult = await self._in_pool(
-                _parse, feed.body, source, feed.final_url, feed.content_type, now
-            )
+            inner: ParseResult = await self._in_pool(_parse, feed.body, source, feed.final_url, feed.content_type, now)
             marked = tuple(_mark_discovered(r) for r in inner.records)
             parsed = replace(inner, records=marked, problems=parsed.problems + inner.problems)
             discovered = feed.url
@@ -182,8 +178,8 @@ class Pipeline:
         if not records and parsed.problems:
             # An error page or a document that is not what the source should be: a failure,
             # and the records stored earlier stay published.
-            error = FetchError(result.final_url, parsed.problems[0].message, reason="parse")
-            return await self._failed(source, state, now, error, started, problems=parsed.problems)
+            unreadable = FetchError(result.final_url, parsed.problems[0].message, reason="parse")
+            return await self._failed(source, state, now, unreadable, started, problems=parsed.problems)
         summary: UpsertSummary = await self._store(self.store.upsert, source.name, records, now=now)
         outcome = Outcome.CHANGED if summary.new or summary.updated else Outcome.UNCHANGED
         state = replace(state, discovered_url=discovered)
@@ -260,11 +256,11 @@ class Pipeline:
             unchanged=summary.unchanged,
         )
         if self.metrics is not None:
-            self.metrics.observe_fetch(source.name, "not_modified" if result.not_modified else "ok", duration, len(result.body))
+            self.metrics.observe_fetch(
+                source.name, "not_modified" if result.not_modified else "ok", duration, len(result.body)
+            )
             self.metrics.set_source(source.name, items, now, 0)
-        return SourceOutcome(
-            source.name, outcome, summary, count, None, problems, duration, len(result.body), next_run
-        )
+        return SourceOutcome(source.name, outcome, summary, count, None, problems, duration, len(result.body), next_run)
 
     async def _failed(
         self,

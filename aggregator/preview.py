@@ -33,9 +33,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
             "published": when_to_json(record.published),
             "updated": when_to_json(record.updated),
             "authors": list(record.authors),
-            "enclosures": [
-                {"url": e.url, "type": e.media_type, "length": e.length} for e in record.enclosures
-            ],
+            "enclosures": [{"url": e.url, "type": e.media_type, "length": e.length} for e in record.enclosures],
             "also_from": list(record.also_from),
         }
     assert isinstance(record, EventRecord)

@@ -26,7 +26,8 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator import USER_AGENT, config as config_module
+from aggregator import USER_AGENT
+from aggregator import config as config_module
 from aggregator.config import Config, SourceConfig
 from aggregator.errors import AggregatorError, ConfigErrors
 from aggregator.fetch import Fetcher
@@ -166,7 +167,8 @@ class Daemon:
     # ---- scheduling ------------------------------------------------------------------------
 
     def _schedule_all(self) -> None:
-        assert self.scheduler is not None and self.store is not None
+        assert self.scheduler is not None
+        assert self.store is not None
         states = {s.name: s for s in self.store.states()}
         now = datetime.now(UTC)
         for source in self.config.sources:
@@ -191,7 +193,8 @@ class Daemon:
         )
 
     async def _job(self, name: str) -> None:
-        assert self.pipeline is not None and self.scheduler is not None
+        assert self.pipeline is not None
+        assert self.scheduler is not None
         source = self.config.source(name)
         if source is None or not source.enabled:
             return
@@ -244,7 +247,12 @@ class Daemon:
         self.metrics.observe_publish(duration, len(report.written))
         self._ready = True
         log_event(
-            log, logging.INFO, "published", written=len(report.written), unchanged=report.unchanged, duration=round(duration, 3)
+            log,
+            logging.INFO,
+            "published",
+            written=len(report.written),
+            unchanged=report.unchanged,
+            duration=round(duration, 3),
         )
 
     # ---- configuration reload --------------------------------------------------------------
@@ -273,7 +281,9 @@ class Daemon:
         removed = [n for n in old if n not in fresh]
         changed = [n for n in fresh if n in old and fresh[n] != old[n]]
         self.config = new
-        assert self.pipeline is not None and self.scheduler is not None and self.store is not None
+        assert self.pipeline is not None
+        assert self.scheduler is not None
+        assert self.store is not None
         self.pipeline.config = new
         for name in removed:
             with contextlib.suppress(Exception):
@@ -288,8 +298,6 @@ class Daemon:
                 state = self.store.state(name)
                 moved = name in changed and source.url != old[name].url
                 self._add_job(source, now if moved else first_run_time(source, state.next_run, now))
-        log_event(
-            log, logging.INFO, "reloaded", why=why, added=len(added), removed=len(removed), changed=len(changed)
-        )
+        log_event(log, logging.INFO, "reloaded", why=why, added=len(added), removed=len(removed), changed=len(changed))
         if removed or changed:
             self._dirty.set()

@@ -154,7 +154,7 @@ def project_sources(run_dir: Path) -> Path:
     head, _, rest = served.partition("[defaults]")
     defaults = (
         "[defaults]\nallow_private = true\nmax_items = 1000000\npast_days = 3650\n"
-        f"concurrency = {CONCURRENCY}\nper_host = {CONCURRENCY}\ndata_dir = \"data\"\nfeeds_dir = \"feeds\"\n"
+        f'concurrency = {CONCURRENCY}\nper_host = {CONCURRENCY}\ndata_dir = "data"\nfeeds_dir = "feeds"\n'
     )
     path = run_dir / "sources.toml"
     path.write_text(head + defaults + rest, encoding="utf-8")
@@ -169,7 +169,8 @@ def aggregator(config: Path, *args: str) -> Run:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     stdout, stderr = "", ""
-    assert proc.stdout and proc.stderr
+    assert proc.stdout
+    assert proc.stderr
     stdout = proc.stdout.read()
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -235,7 +236,9 @@ def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> Workl
             return sorted(r.seconds for r in runs)[len(runs) // 2]
 
         fetch_floor = floor.get("fetch", {}).get("median_s")
-        parse_floor = sum(floor.get(k, {}).get("median_s", 0.0) for k in ("parse_feedparser", "parse_icalendar", "parse_bs4_lxml"))
+        parse_floor = sum(
+            floor.get(k, {}).get("median_s", 0.0) for k in ("parse_feedparser", "parse_icalendar", "parse_bs4_lxml")
+        )
         f304 = floor.get("fetch_304", {}).get("median_s")
         write_floor = sum(floor.get(k, {}).get("median_s", 0.0) for k in ("write_rss_lxml", "write_ics_icalendar"))
         newsboat_cold = floor.get("newsboat_cold", {}).get("median_s")

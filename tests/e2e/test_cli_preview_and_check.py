@@ -27,10 +27,27 @@ def test_preview_json_of_a_feed_gives_news_with_offsets(httpserver: HTTPServer, 
     assert first["published"] == "2026-11-24T09:30:00+01:00"
     assert first["authors"] == ["Elisabeth Huber"]
     assert first["enclosures"] == [
-        {"url": "https://www.clusterland.example/downloads/academy-2026.pdf", "type": "application/pdf", "length": 482113}
+        {
+            "url": "https://www.clusterland.example/downloads/academy-2026.pdf",
+            "type": "application/pdf",
+            "length": 482113,
+        }
     ]
     assert "<script" not in str(first["summary"])
-    assert set(first) >= {"type", "id", "source", "title", "link", "tags", "strategy", "summary", "published", "updated", "authors", "enclosures"}
+    assert set(first) >= {
+        "type",
+        "id",
+        "source",
+        "title",
+        "link",
+        "tags",
+        "strategy",
+        "summary",
+        "published",
+        "updated",
+        "authors",
+        "enclosures",
+    }
 
 
 def test_preview_json_of_a_calendar_gives_events_in_their_zone(httpserver: HTTPServer, cli: Cli) -> None:
@@ -47,15 +64,31 @@ def test_preview_json_of_a_calendar_gives_events_in_their_zone(httpserver: HTTPS
     assert conference["location"] == "The Square, Mont des Arts, 1000 Brussels, Belgium"
     assert records["Industrial ecosystems round table"]["status"] == "cancelled"
     assert records["ECCP helpdesk: open consultation hour"]["rrule"] == "FREQ=WEEKLY;COUNT=8;BYDAY=TU"
-    assert set(webinar) >= {"description", "start", "end", "all_day", "timezone", "location", "status", "rrule", "last_modified"}
+    assert set(webinar) >= {
+        "description",
+        "start",
+        "end",
+        "all_day",
+        "timezone",
+        "location",
+        "status",
+        "rrule",
+        "last_modified",
+    }
 
 
-def test_preview_of_a_page_without_selectors_finds_news_and_the_upcoming_events_box(httpserver: HTTPServer, cli: Cli) -> None:
+def test_preview_of_a_page_without_selectors_finds_news_and_the_upcoming_events_box(
+    httpserver: HTTPServer, cli: Cli
+) -> None:
     url = serve_site_file(httpserver, "cluster-portal.html")
     records = _preview(cli, url)
     news = [r for r in records if r["type"] == "news"]
     events = {r["title"]: r for r in records if r["type"] == "event"}
-    assert [n["published"] for n in news] == ["2026-11-12T00:00:00+01:00", "2026-11-05T00:00:00+01:00", "2026-10-28T00:00:00+01:00"]
+    assert [n["published"] for n in news] == [
+        "2026-11-12T00:00:00+01:00",
+        "2026-11-05T00:00:00+01:00",
+        "2026-10-28T00:00:00+01:00",
+    ]
     assert news[2]["title"] == "Report of the incoming mission of European Aerospace Cluster Partnerships"
     assert news[2]["link"] == httpserver.url_for("/news/aerospace-mission")
     assert len(events) == 3
@@ -75,7 +108,7 @@ timezone = "Europe/Brussels"
 
 [[source]]
 name = "portal-events"
-url = "{(SITES / 'cluster-portal.html').as_uri()}"
+url = "{(SITES / "cluster-portal.html").as_uri()}"
 kind = "html"
 record = "event"
 item = "div.upcoming-events li"

@@ -98,5 +98,6 @@ kind = "ical"
     assert daemon.returncode == 0, output
     assert "stopped" in output
     published = feedparser.parse((tmp_path / "feeds" / "news.xml").read_bytes())
-    assert published.bozo == 0 and len(published.entries) == 3
+    assert published.bozo == 0
+    assert len(published.entries) == 3
     assert not list((tmp_path / "feeds").rglob("*.tmp"))

@@ -70,15 +70,23 @@ def test_fetch_stores_and_publishes_every_kind_of_source(httpserver: HTTPServer,
     assert conference.decoded("DTSTART") == date(2026, 12, 9)
     assert conference.decoded("DTEND") == date(2026, 12, 11)
     assert str(events["Industrial ecosystems round table"]["STATUS"]) == "CANCELLED"
-    assert str(events["ECCP helpdesk: open consultation hour"]["RRULE"].to_ical().decode()) == "FREQ=WEEKLY;COUNT=8;BYDAY=TU"
+    assert (
+        str(events["ECCP helpdesk: open consultation hour"]["RRULE"].to_ical().decode())
+        == "FREQ=WEEKLY;COUNT=8;BYDAY=TU"
+    )
     for name in ("clusterland-news.xml", "eccp-events.ics", "portal.xml", "portal.ics"):
         assert (feeds / "sources" / name).exists(), name
     assert (feeds / "tags" / "eu.ics").exists()
-    assert (feeds / "news.atom").exists() and (feeds / "news.json").exists()
-    assert json.loads((feeds / "news.json").read_text(encoding="utf-8"))["version"] == "https://jsonfeed.org/version/1.1"
+    assert (feeds / "news.atom").exists()
+    assert (feeds / "news.json").exists()
+    assert (
+        json.loads((feeds / "news.json").read_text(encoding="utf-8"))["version"] == "https://jsonfeed.org/version/1.1"
+    )
 
 
-def test_second_fetch_uses_conditional_get_and_rewrites_nothing(httpserver: HTTPServer, write_sources, cli: Cli) -> None:  # type: ignore[no-untyped-def]
+def test_second_fetch_uses_conditional_get_and_rewrites_nothing(
+    httpserver: HTTPServer, write_sources, cli: Cli
+) -> None:  # type: ignore[no-untyped-def]
     _three_sources(httpserver, write_sources)
     assert cli("fetch").returncode == 0
     feeds = cli.cwd / "feeds"
@@ -93,7 +101,9 @@ def test_second_fetch_uses_conditional_get_and_rewrites_nothing(httpserver: HTTP
     assert changed == ["index.html"]
 
 
-def test_a_failing_source_does_not_stop_the_others_and_keeps_its_records(httpserver: HTTPServer, write_sources, cli: Cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_source_does_not_stop_the_others_and_keeps_its_records(
+    httpserver: HTTPServer, write_sources, cli: Cli
+) -> None:  # type: ignore[no-untyped-def]
     _three_sources(httpserver, write_sources, broken=True)
     run = cli("fetch")
     assert run.returncode == 1
