@@ -101,7 +101,7 @@ _WORDLIKE_MONTHS: Final = frozenset({"may", "mar", "set", "ago", "sett"})
 _WEEKDAYS: Final = _table(
     {
         0: "monday mon montag mo lundi lun lunedì lunedi lunes maandag ma poniedziałek pon",
-        1: "tuesday tue tues dienstag di mardi martedì martedi martes dinsdag wtorek wt",
+        1: "tuesday tue tues dienstag di mardi mar martedì martedi martes dinsdag wtorek wt",
         2: "wednesday wed mittwoch mi mercredi mer mercoledì mercoledi miércoles mié woensdag wo środa śr",
         3: "thursday thu thur thurs donnerstag do jeudi jeu giovedì giovedi gio jueves jue donderdag czwartek czw",
         4: "friday fri freitag fr vendredi ven venerdì venerdi viernes vie vrijdag vr piątek pt",
@@ -111,7 +111,7 @@ _WEEKDAYS: Final = _table(
 )
 
 # "from" before the first part of a range: "du 3 au 4", "dal 30 settembre al 2 ottobre", "od 3 do 5".
-_RANGE_OPEN: Final = frozenset({"from", "vom", "von", "du", "dal", "dall", "del", "desde", "van", "od", "ab"})
+_RANGE_OPEN: Final = frozenset({"from", "vom", "von", "du", "dal", "dall", "del", "de", "desde", "van", "od", "ab"})
 # Between the two parts of a date range.
 _RANGE_JOIN: Final = frozenset(
     {"to", "until", "till", "through", "thru", "bis", "au", "al", "a", "hasta", "tot", "do", "e", "und"}

@@ -69,6 +69,8 @@ def test_numeric_date_with_impossible_day_first_month_is_refused_not_flipped() -
         ("Datum: 12.03.2026", date(2026, 3, 12)),
         ("le 12 février 2026", date(2026, 2, 12)),
         ("12 fevrier 2026", date(2026, 2, 12)),
+        ("mar 10 marzo 2026", date(2026, 3, 10)),
+        ("Mar 10, 2026", date(2026, 3, 10)),
     ],
 )
 def test_weekday_prefixes_month_names_and_labels_in_seven_languages(text: str, expected: date) -> None:
@@ -201,6 +203,9 @@ def test_times_across_the_spring_change_keep_their_wall_clock() -> None:
         ("od 3 do 5 marca 2026", date(2026, 3, 3), date(2026, 3, 5)),
         ("vom 3. bis 5. März 2026", date(2026, 3, 3), date(2026, 3, 5)),
         ("20-21st October 2014", date(2014, 10, 20), date(2014, 10, 21)),
+        ("3 e 4 marzo 2026", date(2026, 3, 3), date(2026, 3, 4)),
+        ("3. und 4. März 2026", date(2026, 3, 3), date(2026, 3, 4)),
+        ("de 3 a 5 de marzo de 2026", date(2026, 3, 3), date(2026, 3, 5)),
         ("Thursday 12 March – Saturday 14 March 2026", date(2026, 3, 12), date(2026, 3, 14)),
     ],
 )
@@ -210,6 +215,10 @@ def test_day_ranges_have_an_exclusive_end(text: str, first: date, last: date) ->
 
 def test_range_ending_before_it_starts_is_refused() -> None:
     assert read("5 – 3 March 2026") is None
+
+
+def test_and_joins_two_days_of_one_month_only() -> None:
+    assert read("12 March and 14 April 2026") is None
 
 
 # -- year-less dates -------------------------------------------------------------
