@@ -157,6 +157,28 @@ def test_second_process_on_the_same_sqlite_file_writes_safely(tmp_path: Path) ->
         store.close()
 
 
+def test_processes_opening_a_new_database_together_migrate_it_once(store_url: str) -> None:
+    url = store_url
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD_UPSERT, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = sorted((child.communicate(timeout=120), child.returncode) for child in children)
+
+    assert outputs == [
+        (("UpsertSummary(new=0, updated=0, unchanged=1)\n", ""), 0),
+        (("UpsertSummary(new=0, updated=0, unchanged=1)\n", ""), 0),
+        (("UpsertSummary(new=1, updated=0, unchanged=0)\n", ""), 0),
+    ]
+    store = open_store(url)
+    try:
+        assert store.generation() == 1
+    finally:
+        store.close()
+
+
 def test_second_process_waits_for_a_writer_holding_the_sqlite_lock(tmp_path: Path) -> None:
     path = tmp_path / "clusterfeeds.sqlite3"
     url = f"sqlite:///{path}"

@@ -177,6 +177,13 @@ def test_upsert_refuses_a_record_of_another_source(store: SqlStore) -> None:
     )
 
 
+def test_upsert_refuses_a_naive_now(store: SqlStore) -> None:
+    with pytest.raises(StoreError) as caught:
+        store.upsert("silicon-saxony", [MATCHMAKING], now=datetime(2026, 11, 26, 9, 0))
+    assert str(caught.value) == "upsert needs an aware 'now'"
+    assert store.news() == []
+
+
 def test_stored_records_round_trip_zones_dates_and_recurrence(store: SqlStore) -> None:
     weekly = event(
         "jour-fixe@silicon-saxony.de",
