@@ -35,7 +35,7 @@ from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
 from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
-from aggregator.serve import build_app
+from aggregator.serve import build_app, server_config
 from aggregator.store.base import Store
 
 __all__ = ["Daemon", "DaemonOptions"]
@@ -105,22 +105,14 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
-        server = _QuietServer(
-            uvicorn.Config(
-                build_app(
-                    self.config.feeds_dir,
-                    metrics=self.metrics,
-                    is_ready=lambda: self._ready,
-                    max_age=self._max_age(),
-                ),
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                h11_max_incomplete_event_size=16 * 1024,
-            )
+        app = build_app(
+            self.config.feeds_dir,
+            metrics=self.metrics,
+            is_ready=lambda: self._ready,
+            max_age=self._max_age(),
+            health=self._health,
         )
+        server = _QuietServer(server_config(app, host, port))
         try:
             self._publish_now()  # serve what the store already holds, at once
             self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -152,6 +144,9 @@ class Daemon:
             lock.release()
             log_event(log, logging.INFO, "stopped")
         return 0
+
+    def _health(self) -> dict[str, object]:
+        return {"sources": len(self.config.sources), "running": len(self._running), "ready": self._ready}
 
     def _mtime(self) -> float | None:
         try:
