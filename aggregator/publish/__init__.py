@@ -116,6 +116,21 @@ def _feed_set(
     ]
 
 
+def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
+    """``merge_news`` over the newest items only, widening until ``cap`` distinct stories remain.
+
+    De-duplicating 100,000 stored items to publish 200 is wasted work; copies
+    older than the window cannot reach the feed anyway.
+    """
+    ordered = sort_news(items, len(items))
+    window = max(cap * 2, 1)
+    while True:
+        merged = merge_news(ordered[:window])
+        if len(merged) >= cap or window >= len(ordered):
+            return sort_news(merged, cap)
+        window *= 2
+
+
 def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
     config = data.config
@@ -135,7 +150,7 @@ def render_all(data: PublishInput) -> list[_Output]:
 
     all_news = [i for s in sources for i in news_by_source[s.name]]
     all_events = [e for s in sources for e in events_by_source[s.name]]
-    merged_news = sort_news(merge_news(all_news), cap)
+    merged_news = _merged_newest(all_news, cap)
     merged_events = merge_events(all_events)
     title = defaults.title
     outputs = _feed_set(
@@ -171,7 +186,7 @@ def render_all(data: PublishInput) -> list[_Output]:
             "tags/" + file_stem(tag),
             title=f"{title}: {clean_text(tag)}",
             description=f"News and events tagged {clean_text(tag)}",
-            news=sort_news(merge_news([i for s in members for i in news_by_source[s.name]]), cap),
+            news=_merged_newest([i for s in members for i in news_by_source[s.name]], cap),
             events=merge_events([e for s in members for e in events_by_source[s.name]]),
             sources=members,
             data=data,

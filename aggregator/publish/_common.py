@@ -12,12 +12,11 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from functools import lru_cache
 from urllib.parse import quote
 
 from aggregator.records import NewsRecord
-from aggregator.sanitize import html_to_text, sanitize_html
+from aggregator.sanitize import clean_text, html_to_text, sanitize_html
 from aggregator.store.base import StoredNews
 from aggregator.urls import absolute_url
 
@@ -93,6 +92,9 @@ def plain_text(value: str) -> str:
     Markup, also entity-encoded markup, is removed one level at a time, and a
     ``javascript:`` left in the words gets a zero-width space.
     """
+    if "<" not in value and "&" not in value:
+        # Nothing an HTML parser would read as markup: html_to_text would only clean it.
+        return _SCRIPT_SCHEME.sub("\\1\u200b\\2", clean_text(value))
     current = value
     for _ in range(4):
         following = html_to_text(current)
@@ -137,9 +139,20 @@ def feed_updated(items: list[StoredNews]) -> datetime:
     return max(stamps, default=EPOCH)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def rfc822(moment: datetime) -> str:
-    """RSS date (RFC 822 with a four-digit year), in UTC as ``+0000``."""
-    return format_datetime(moment.astimezone(UTC))
+    """RSS date (RFC 822 with a four-digit year), in UTC as ``+0000``; the same text as ``email.utils.format_datetime``.
+
+    Spelled out with fixed English names: ``strftime("%a")`` follows the process locale.
+    """
+    utc = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[utc.weekday()]}, {utc.day:02d} {_MONTHS[utc.month - 1]} {utc.year:04d} "
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d} +0000"
+    )
 
 
 def rfc3339(moment: datetime) -> str:
