@@ -235,6 +235,8 @@ def health_of(source: SourceConfig, state: SourceState) -> str:
         return "failing"
     if state.last_success is None:
         return "never"
+    if state.shrunk:
+        return "shrunk"
     return "ok"
 
 
@@ -255,6 +257,11 @@ def _status(config: Config, *, json_lines: bool) -> int:
             notes.append(f'moved permanently: put url = "{state.redirected_to}" in {config.path.name}')
         if state.discovered_url:
             notes.append(f"reading discovered feed {state.discovered_url}")
+        if state.shrunk:
+            notes.append(
+                f"warning: the last read yielded {state.last_yield} records, usually about "
+                f"{round(state.yield_baseline or 0)}: the site may have changed"
+            )
         if json_lines:
             print(
                 json.dumps(
@@ -269,6 +276,7 @@ def _status(config: Config, *, json_lines: bool) -> int:
                         "consecutive_failures": state.consecutive_failures,
                         "items": state.items,
                         "last_yield": state.last_yield,
+                        "warning": notes[-1] if state.shrunk else None,
                         "next_run": _iso(state.next_run),
                         "dormant": state.dormant,
                         "redirected_to": state.redirected_to,

@@ -55,25 +55,45 @@ class SourceOutcome:
     next_run: datetime | None = None
 
 
+MAX_FRESHNESS = timedelta(days=7)  # a Cache-Control max-age longer than this is not believed
+DORMANT_RETRY = timedelta(days=1)  # a dormant source is still tried once a day
+
+
 def _jitter(delay: timedelta, share: float = 0.1) -> timedelta:
-    """Spread retries so sources that failed together do not retry together."""
-    return delay * (1 + random.uniform(-share, share))
+    """Spread retries so sources that failed together do not retry together.
+
+    Only ever later: the interval, Retry-After and max-age are minimums (the issue's
+    "never hammered"), so jitter may stretch a wait but never shorten it.
+    """
+    return delay * (1 + random.uniform(0, share))
 
 
 def next_run_after_success(source: SourceConfig, now: datetime, max_age: float | None) -> datetime:
     """The configured interval is a minimum; a longer Cache-Control max-age stretches it."""
     delay = source.interval
     if max_age is not None and max_age > delay.total_seconds():
-        delay = timedelta(seconds=min(max_age, 7 * 86400))
+        delay = min(timedelta(seconds=max_age), MAX_FRESHNESS)
     return now + _jitter(delay, 0.05)
 
 
 def next_run_after_failure(
-    source: SourceConfig, now: datetime, failures: int, cap: timedelta, retry_after: float | None
+    source: SourceConfig,
+    now: datetime,
+    failures: int,
+    cap: timedelta,
+    retry_after: float | None,
+    *,
+    dormant: bool = False,
 ) -> datetime:
-    """Exponential backoff from the interval, capped, never sooner than Retry-After."""
-    delay = source.interval * (2 ** max(0, min(failures - 1, 20)))
-    delay = min(delay, cap)
+    """Exponential backoff from the interval up to ``cap``; never sooner than Retry-After.
+
+    A dormant source waits a day (or its interval, if longer) whatever its count of failures.
+    Retry-After is honoured up to ``cap`` (a server asking for a week does not get to stop us).
+    """
+    if dormant:
+        delay = max(DORMANT_RETRY, source.interval)
+    else:
+        delay = max(min(source.interval * (2 ** max(0, min(failures - 1, 20))), cap), source.interval)
     if retry_after is not None:
         delay = max(delay, timedelta(seconds=min(retry_after, cap.total_seconds())))
     return now + _jitter(delay)
@@ -151,13 +171,13 @@ class Pipeline:
             return await self._failed(source, state, now, error, started)
         if result.not_modified:
             return await self._succeeded(
-                source, state, now, result, started, Outcome.NOT_MODIFIED, UpsertSummary(), 0, (), None
+                source, state, now, result, started, Outcome.NOT_MODIFIED, UpsertSummary(), None, (), None
             )
         digest = body_hash(result.body)
         if digest == state.body_hash and state.last_error is None:
             # Same bytes as last time: no parsing, no database writes (a server without validators).
             return await self._succeeded(
-                source, state, now, result, started, Outcome.UNCHANGED, UpsertSummary(), 0, (), digest
+                source, state, now, result, started, Outcome.UNCHANGED, UpsertSummary(), None, (), digest
             )
         parsed: ParseResult = await self._in_pool(
             _parse, result.body, source, result.final_url, result.content_type, now
@@ -217,10 +237,11 @@ class Pipeline:
         started: float,
         outcome: Outcome,
         summary: UpsertSummary,
-        count: int,
+        count: int | None,
         problems: tuple[Problem, ...],
         digest: str | None,
     ) -> SourceOutcome:
+        """Record a successful cycle; ``count`` is None when nothing was parsed (304, same bytes)."""
         next_run = next_run_after_success(source, now, result.max_age)
         items = state.items + summary.new
         new_state = replace(
@@ -232,7 +253,9 @@ class Pipeline:
             last_error=None,
             consecutive_failures=0,
             items=items,
-            last_yield=count if outcome in (Outcome.CHANGED, Outcome.UNCHANGED) and count else state.last_yield,
+            last_yield=count if count is not None else state.last_yield,
+            yield_baseline=_baseline(state.yield_baseline, count),
+            failing_since=None,
             next_run=next_run,
             dormant=False,
             redirected_to=result.permanent_redirect,
@@ -260,7 +283,9 @@ class Pipeline:
                 source.name, "not_modified" if result.not_modified else "ok", duration, len(result.body)
             )
             self.metrics.set_source(source.name, items, now, 0)
-        return SourceOutcome(source.name, outcome, summary, count, None, problems, duration, len(result.body), next_run)
+        return SourceOutcome(
+            source.name, outcome, summary, count or 0, None, problems, duration, len(result.body), next_run
+        )
 
     async def _failed(
         self,
@@ -273,10 +298,8 @@ class Pipeline:
     ) -> SourceOutcome:
         failures = state.consecutive_failures + 1
         defaults = self.config.defaults
-        failing_since = state.last_success or state.last_attempt or now
-        dormant = error.reason == "gone" or (
-            state.last_success is not None and now - failing_since > defaults.dormant_after
-        )
+        failing_since = state.failing_since or now
+        dormant = error.reason == "gone" or now - failing_since > defaults.dormant_after
         cap = timedelta(days=1) if dormant else defaults.backoff_cap
         next_run = next_run_after_failure(source, now, failures, max(cap, source.interval), error.retry_after)
         message = str(error)
@@ -285,6 +308,7 @@ class Pipeline:
             last_attempt=now,
             last_error=message,
             consecutive_failures=failures,
+            failing_since=failing_since,
             next_run=next_run,
             dormant=dormant,
         )
@@ -309,6 +333,15 @@ class Pipeline:
         return SourceOutcome(
             source.name, Outcome.FAILED, error=message, problems=problems, duration=duration, next_run=next_run
         )
+
+
+def _baseline(previous: float | None, count: int | None) -> float | None:
+    """Highest recent yield, decaying 3 % per parse so a lasting change stops warning after a while."""
+    if count is None:
+        return previous
+    if previous is None:
+        return float(count)
+    return max(float(count), previous * 0.97)
 
 
 def _mark_discovered(record: Record) -> Record:

@@ -199,7 +199,20 @@ class SourceState:
     consecutive_failures: int = 0
     items: int = 0
     last_yield: int | None = None  # records the last successful parse produced
+    # Highest recent yield, decaying slowly: a page yielding far fewer than this has probably changed.
+    yield_baseline: float | None = None
+    failing_since: datetime | None = None  # first failure of the current run of failures
     next_run: datetime | None = None
     dormant: bool = False
     redirected_to: str | None = None  # permanent redirect target to put in sources.toml
     discovered_url: str | None = None
+
+    @property
+    def shrunk(self) -> bool:
+        """The last parse yielded under a third of what this source usually yields."""
+        return (
+            self.last_yield is not None
+            and self.yield_baseline is not None
+            and self.yield_baseline >= 6
+            and self.last_yield < self.yield_baseline / 3
+        )

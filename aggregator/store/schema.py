@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -96,6 +97,8 @@ source_state = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("items", Integer, nullable=False, default=0),
     Column("last_yield", Integer),
+    Column("yield_baseline", Float),  # slowly decaying highest yield: a sudden drop warns (0002)
+    Column("failing_since", UTCDateTime),  # first failure of the current run of failures (0002)
     Column("next_run", UTCDateTime),
     Column("dormant", Boolean, nullable=False, default=False),
     Column("redirected_to", Text),
