@@ -6,7 +6,7 @@ typed records. One contract-test module runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,8 +68,13 @@ class Store(Protocol):
         """Create empty states (due at once) for sources not stored yet, so workers can claim them."""
         ...
 
-    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
-        """Lease up to ``limit`` sources due at ``now`` whose lease is free or expired; disjoint across workers."""
+    def claim_due(
+        self, worker: str, now: datetime, lease: timedelta, limit: int, *, names: Collection[str] | None = None
+    ) -> list[str]:
+        """Lease up to ``limit`` sources due at ``now`` whose lease is free or expired; disjoint across workers.
+
+        ``names`` (optional) restricts the claim to those sources: the running configuration's.
+        """
         ...
 
     def release(self, name: str, worker: str) -> None:

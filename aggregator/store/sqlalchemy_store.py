@@ -13,7 +13,7 @@ sort on, so adding a record field needs no migration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -401,14 +401,18 @@ class SqlStore:
 
     # -- multi-worker coordination -------------------------------------------------------
 
-    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+    def claim_due(
+        self, worker: str, now: datetime, lease: timedelta, limit: int, *, names: Collection[str] | None = None
+    ) -> list[str]:
         """Lease up to ``limit`` due sources (``next_run`` unset or <= now, lease free or expired).
 
-        Returns their names, most overdue first. On PostgreSQL concurrent workers skip rows
-        another is claiming (``FOR UPDATE SKIP LOCKED``), so claims are disjoint; SQLite
-        serialises writers, so the same UPDATE is exclusive there too.
+        Returns their names, most overdue first. ``names``, when given, restricts the claim to
+        those sources (the ones in the running configuration: a removed source's row stays but
+        is never claimed). On PostgreSQL concurrent workers skip rows another is claiming
+        (``FOR UPDATE SKIP LOCKED``), so claims are disjoint; SQLite serialises writers, so
+        the same UPDATE is exclusive there too.
         """
-        if limit <= 0:
+        if limit <= 0 or (names is not None and not names):
             return []
         due = (
             select(source_state.c.name)
@@ -420,6 +424,8 @@ class SqlStore:
             .limit(limit)
             .with_for_update(skip_locked=True)  # compiled away on SQLite
         )
+        if names is not None:
+            due = due.where(source_state.c.name.in_(sorted(set(names))))
         statement = (
             source_state.update()
             .where(source_state.c.name.in_(due.scalar_subquery()))
