@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from aggregator.config import Config, SourceConfig
-from aggregator.errors import FetchError
+from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
@@ -179,16 +179,23 @@ class Pipeline:
             return await self._succeeded(
                 source, state, now, result, started, Outcome.UNCHANGED, UpsertSummary(), None, (), digest
             )
-        parsed: ParseResult = await self._in_pool(
-            _parse, result.body, source, result.final_url, result.content_type, now
-        )
+        try:
+            parsed: ParseResult = await self._in_pool(
+                _parse, result.body, source, result.final_url, result.content_type, now
+            )
+        except ParseError as error:  # e.g. an empty page: the source failed, the run goes on
+            return await self._failed(source, state, now, _unreadable(result.final_url, error), started)
         discovered = state.discovered_url
         if parsed.discovered_url and not parsed.records:
             try:
                 feed = await self.fetcher.fetch(parsed.discovered_url, source=source)
+                inner: ParseResult = await self._in_pool(
+                    _parse, feed.body, source, feed.final_url, feed.content_type, now
+                )
             except FetchError as error:
                 return await self._failed(source, state, now, error, started)
-            inner: ParseResult = await self._in_pool(_parse, feed.body, source, feed.final_url, feed.content_type, now)
+            except ParseError as error:
+                return await self._failed(source, state, now, _unreadable(parsed.discovered_url, error), started)
             marked = tuple(_mark_discovered(r) for r in inner.records)
             parsed = replace(inner, records=marked, problems=parsed.problems + inner.problems)
             discovered = feed.url
@@ -300,8 +307,9 @@ class Pipeline:
         defaults = self.config.defaults
         failing_since = state.failing_since or now
         dormant = error.reason == "gone" or now - failing_since > defaults.dormant_after
-        cap = timedelta(days=1) if dormant else defaults.backoff_cap
-        next_run = next_run_after_failure(source, now, failures, max(cap, source.interval), error.retry_after)
+        next_run = next_run_after_failure(
+            source, now, failures, defaults.backoff_cap, error.retry_after, dormant=dormant
+        )
         message = str(error)
         new_state = replace(
             state,
@@ -342,6 +350,11 @@ def _baseline(previous: float | None, count: int | None) -> float | None:
     if previous is None:
         return float(count)
     return max(float(count), previous * 0.97)
+
+
+def _unreadable(url: str, error: ParseError) -> FetchError:
+    """A document that could not be read at all, reported like any other failure of the source."""
+    return FetchError(url, error.message, reason="parse")
 
 
 def _mark_discovered(record: Record) -> Record:
