@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from aggregator.config import Config, SourceConfig
+from aggregator.detail_cache import CachedPage, DetailCache
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import log_event
@@ -131,6 +132,8 @@ class Pipeline:
         self.executor = executor
         self.metrics = metrics
         self.clock = clock
+        # Detail pages seen by this process, asked for again with conditional GET.
+        self.detail_cache = DetailCache()
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.executor is None:
@@ -224,13 +227,19 @@ class Pipeline:
         async def enrich(key: str, link: str) -> None:
             if key not in index:
                 return
+            cached = self.detail_cache.get(link)
             try:
-                page = await self.fetcher.fetch(link, source=source)
+                page = await self.fetcher.fetch(link, source=source, validators=cached.validators if cached else None)
             except FetchError as error:
                 log_event(log, logging.INFO, "detail-failed", source=source.name, url=link, error=str(error))
                 return
+            if page.not_modified and cached is not None:
+                body, base = cached.body, cached.url
+            else:
+                body, base = page.body, page.final_url
+                self.detail_cache.put(link, CachedPage(base, body, page.validators))
             i = index[key]
-            records[i] = await self._in_pool(_enrich, records[i], page.body, source, page.final_url, now)
+            records[i] = await self._in_pool(_enrich, records[i], body, source, base, now)
 
         await asyncio.gather(*(enrich(k, u) for k, u in wanted))
         return records
