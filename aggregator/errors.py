@@ -112,6 +112,10 @@ class ParseError(AggregatorError):
         self.source = source
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ParseError], tuple[str, str]]:
+        # Raised inside the parsing process pool: must survive pickling back to the event loop.
+        return (ParseError, (self.source, self.message))
+
     def __str__(self) -> str:
         return f"source '{self.source}': {self.message}"
 
