@@ -349,6 +349,11 @@ def _records(items: list[_Item], source: SourceConfig) -> tuple[list[NewsRecord]
     ids = _assign_ids([item for _, item in numbered])
     for (number, item), item_id in zip(numbered, ids, strict=True):
         where = f"item {number}"
+        if not item.title and item.link is None and not html_to_text(item.summary):
+            # Nothing a reader could use: typically the cut-off last item of a truncated download,
+            # whose hash id would otherwise stay in the store as a permanent "(untitled)".
+            problems.append(Problem(source.name, "empty item (no title, link or text); dropped", where))
+            continue
         if item_id in first_with_id:
             problems.append(Problem(source.name, f"same item as item {first_with_id[item_id]}; dropped", where))
             continue
