@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,7 +92,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="listen address (default 127.0.0.1 or [server] host)")
     run.add_argument("--port", type=int, help="listen port (default 8080 or [server] port)")
     run.add_argument("--base-url", help="public base URL for absolute links in feeds")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="N worker processes sharing the PostgreSQL database (several machines may run them too)",
+    )
+    run.add_argument("--database-url", metavar="URL", help="postgresql://... (overrides [defaults] database_url)")
+    run.add_argument(
+        "--lease-seconds",
+        type=_positive_float,
+        metavar="S",
+        help="with --workers: how long a claimed source stays a worker's (default 3x the longest timeout + 30)",
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,8 +463,25 @@ def _print_record(data: dict[str, Any], out: TextIO) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from aggregator.scheduler import Daemon, DaemonOptions
+    from aggregator.workers import Coordinator, WorkerOptions, load_config, uses_workers
 
-    config = _load(args)
+    worker_options = WorkerOptions(
+        config_path=args.config,
+        workers=args.workers or 1,
+        data_dir=args.data_dir,
+        feeds_dir=args.feeds_dir,
+        database_url=args.database_url,
+        host=args.host,
+        port=args.port,
+        base_url=args.base_url,
+        lease=timedelta(seconds=args.lease_seconds) if args.lease_seconds else None,
+        log_format=args.log_format,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+    )
+    config = load_config(worker_options)
+    if uses_workers(config, args.workers):
+        logging.getLogger("aggregator").info("starting")
+        return asyncio.run(Coordinator(config, worker_options).run())
     options = DaemonOptions(
         config_path=args.config,
         data_dir=args.data_dir,
