@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
+from aggregator.records import Validators
 from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
 from aggregator.serve import build_app, server_config
 from aggregator.store.base import Store
@@ -43,6 +44,7 @@ __all__ = ["Daemon", "DaemonOptions"]
 log = logging.getLogger("aggregator.daemon")
 
 PUBLISH_DEBOUNCE_S = 2.0  # publish once after a burst of changes, not once per source
+PUBLISH_MAX_HOLD_S = 30.0  # ... but a batch still running delays publishing at most this long
 STOP_GRACE_S = 20.0  # how long running fetches may finish after SIGTERM
 RELOAD_POLL_S = 2.0
 
@@ -84,6 +86,8 @@ class Daemon:
         self._ready = False
         self._running: set[asyncio.Task[Any]] = set()
         self._config_mtime = self._mtime()
+        self._retired: set[Fetcher] = set()  # replaced by a reload, closed once idle
+        self._background: set[asyncio.Task[None]] = set()
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -138,7 +142,9 @@ class Daemon:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(serving, timeout=5)
         finally:
-            await fetcher.aclose()
+            await self.pipeline.fetcher.aclose()
+            for old in self._retired:
+                await old.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
             self.store.close()
             lock.release()
@@ -146,13 +152,21 @@ class Daemon:
         return 0
 
     def _health(self) -> dict[str, object]:
-        return {"sources": len(self.config.sources), "running": len(self._running), "ready": self._ready}
+        scheduled = len(self.scheduler.get_jobs()) if self.scheduler is not None else 0
+        return {
+            "sources": len(self.config.sources),
+            "scheduled": scheduled,
+            "running": len(self._running),
+            "ready": self._ready,
+        }
 
-    def _mtime(self) -> float | None:
+    def _mtime(self) -> tuple[int, int] | None:
+        """What tells an edit of sources.toml: modification time and inode (editors that replace the file)."""
         try:
-            return self.options.config_path.stat().st_mtime
+            info = self.options.config_path.stat()
         except OSError:
             return None
+        return info.st_mtime_ns, info.st_ino
 
     def _max_age(self) -> int:
         """Cache-Control for served files: a fraction of the shortest interval, 1-15 minutes."""
@@ -216,9 +230,14 @@ class Daemon:
     # ---- publishing ------------------------------------------------------------------------
 
     async def _publisher(self) -> None:
+        """Publish once per batch: after a quiet moment, and after the sources still running finish."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._dirty.wait()
             await asyncio.sleep(PUBLISH_DEBOUNCE_S)
+            hold_until = loop.time() + PUBLISH_MAX_HOLD_S
+            while self._running and loop.time() < hold_until:
+                await asyncio.wait(set(self._running), timeout=hold_until - loop.time())
             self._dirty.clear()
             await asyncio.to_thread(self._publish_now)
 
@@ -275,10 +294,17 @@ class Daemon:
         added = [n for n in fresh if n not in old]
         removed = [n for n in old if n not in fresh]
         changed = [n for n in fresh if n in old and fresh[n] != old[n]]
-        self.config = new
         assert self.pipeline is not None
         assert self.scheduler is not None
         assert self.store is not None
+        defaults_changed = new.defaults != self.config.defaults
+        if new.server != self.config.server or new.data_dir != self.config.data_dir:
+            log_event(
+                log, logging.WARNING, "reload-partial", why=why, note="[server] and data_dir apply after a restart"
+            )
+        if defaults_changed:
+            self._replace_fetcher(new)
+        self.config = new
         self.pipeline.config = new
         for name in removed:
             with contextlib.suppress(Exception):
@@ -289,10 +315,41 @@ class Daemon:
             source = fresh[name]
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(name)
+            state = self.store.state(name)
+            moved = name in changed and source.url != old[name].url
+            if moved:
+                # Validators, body hash, discovered feed and redirect belong to the old address.
+                state = replace(state, validators=Validators(), body_hash=None, discovered_url=None, redirected_to=None)
+                self.store.save_state(state)
             if source.enabled:
-                state = self.store.state(name)
-                moved = name in changed and source.url != old[name].url
                 self._add_job(source, now if moved else first_run_time(source, state.next_run, now))
-        log_event(log, logging.INFO, "reloaded", why=why, added=len(added), removed=len(removed), changed=len(changed))
-        if removed or changed:
+        log_event(
+            log,
+            logging.INFO,
+            "reloaded",
+            why=why,
+            added=sorted(added),
+            removed=sorted(removed),
+            changed=sorted(changed),
+            scheduled=len(self.scheduler.get_jobs()),
+        )
+        if removed or changed or defaults_changed:
             self._dirty.set()
+
+    def _replace_fetcher(self, new: Config) -> None:
+        """New [defaults] (limits, allow-lists, sizes) take a new fetcher; the old one closes once idle."""
+        assert self.pipeline is not None
+        retired = self.pipeline.fetcher
+        self.pipeline.fetcher = Fetcher(new.defaults, user_agent=USER_AGENT)
+        self._retired.add(retired)
+        running = set(self._running)
+
+        async def close_when_idle() -> None:
+            if running:
+                await asyncio.wait(running, timeout=STOP_GRACE_S * 3)
+            await retired.aclose()
+            self._retired.discard(retired)
+
+        task = asyncio.ensure_future(close_when_idle())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
