@@ -139,14 +139,21 @@ def _health(state: SourceState | None) -> tuple[str, str]:
     if state is None or (state.last_attempt is None and state.last_success is None):
         return "idle", "not fetched yet"
     if state.dormant:
-        return "dormant", "dormant (no new items for a long time)"
+        # Dormant: failing longer than dormant_after, or 410 Gone; the daemon still tries once a day.
+        reason = f": {escape(plain_text(state.last_error)[:160])}" if state.last_error else ""
+        return "dormant", f"dormant, retried daily ({_attempts(state.consecutive_failures)}{reason})"
     if state.consecutive_failures:
-        since = f"failing since {_stamp(state.last_success)}" if state.last_success else "failing, never succeeded"
-        detail = f" ({state.consecutive_failures} attempts"
+        began = state.failing_since or state.last_success
+        since = f"failing since {_stamp(began)}" if state.last_success else "failing, never succeeded"
+        detail = f" ({_attempts(state.consecutive_failures)}"
         if state.last_error:
             detail += ": " + escape(plain_text(state.last_error)[:160])
         return "failing", since + detail + ")"
     return "ok", "ok"
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 def webcal(base_url: str, path: str) -> str:

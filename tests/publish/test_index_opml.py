@@ -81,7 +81,7 @@ def test_index_lists_latest_news_and_source_health(feeds_dir, cluster_input):
         ["alpha", "ok", "26 Nov 2026 08:30 UTC", "4"],
         ["beta", "failing since 24 Nov 2026 08:00 UTC (4 attempts: HTTP 503 Service Unavailable)",
          "24 Nov 2026 08:00 UTC", "4"],
-        ["gamma", "dormant (no new items for a long time)", "01 Sep 2026 08:00 UTC", "5"],
+        ["gamma", "dormant, retried daily (0 attempts)", "01 Sep 2026 08:00 UTC", "5"],
     ]  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def test_index_escapes_markup_in_names_and_errors(feeds_dir, cluster_input):
                           last_error='<img src=x onerror="alert(1)">TLS failed')]  # fmt: skip
     publish(feeds_dir, replace(cluster_input, states=states))
     cell = _page(feeds_dir).xpath("//tbody/tr")[0][1]
-    assert cell.text_content() == "failing, never succeeded (1 attempts: TLS failed)"
+    assert cell.text_content() == "failing, never succeeded (1 attempt: TLS failed)"
     assert cell.xpath(".//img") == []
 
 
