@@ -7,7 +7,6 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
