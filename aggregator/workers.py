@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from multiprocessing.context import SpawnProcess
+from multiprocessing.context import ForkServerProcess
 from multiprocessing.queues import Queue as ProcessQueue
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -261,18 +261,17 @@ class ClaimLoop:
 
 @dataclass(frozen=True, slots=True)
 class _WorkerSpec:
-    """Everything a spawned worker needs, picklable."""
+    """Everything a worker process needs, picklable."""
 
     slot: int
     config: Config
     lease: timedelta
-    parent_pid: int
     log_format: Literal["text", "json"]
     log_level: str
 
 
 def _worker_main(spec: _WorkerSpec, stop: ProcessEvent, updates: ProcessQueue[Config]) -> None:
-    """Entry point of a worker process (spawned: nothing inherited but ``spec``)."""
+    """Entry point of a worker process (forked from the forkserver: nothing inherited but ``spec``)."""
     configure_logging(spec.log_format, spec.log_level)
     # SIGHUP is the parent's (it reloads and forwards the configuration). Ctrl-C and a
     # SIGTERM to the whole group reach the workers too: they mean "finish and stop".
@@ -295,9 +294,11 @@ async def _worker_async(spec: _WorkerSpec, stop: ProcessEvent, updates: ProcessQ
     fetcher = Fetcher(spec.config.defaults, user_agent=USER_AGENT)
     worker = ClaimLoop(spec.config, store, fetcher, worker_id=worker_id, lease=spec.lease)
 
+    parent = multiprocessing.parent_process()
+
     async def watch_parent() -> None:
         while not local_stop.is_set():
-            if stop.is_set() or os.getppid() != spec.parent_pid:  # told to stop, or orphaned
+            if stop.is_set() or (parent is not None and not parent.is_alive()):  # told to stop, or orphaned
                 local_stop.set()
                 return
             with contextlib.suppress(queue.Empty):
@@ -328,7 +329,7 @@ class _QuietServer(uvicorn.Server):
 
 @dataclass(slots=True)
 class _Slot:
-    process: SpawnProcess
+    process: ForkServerProcess
     updates: ProcessQueue[Config]
     started: float
 
@@ -341,7 +342,10 @@ class Coordinator:
         self.options = options
         self.lease = options.lease or default_lease(config)
         self.metrics = Metrics()
-        self._context = multiprocessing.get_context("spawn")
+        # forkserver: one clean process imports the aggregator once (seconds on a small machine)
+        # and forks every worker from it; nothing of this process's threads or sockets is inherited.
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["aggregator.workers"])
         self._stop_workers = self._context.Event()
         self._slots: list[_Slot | None] = [None] * options.workers
         self._stop = asyncio.Event()
@@ -440,7 +444,6 @@ class Coordinator:
             slot=slot,
             config=self.config,
             lease=self.lease,
-            parent_pid=os.getpid(),
             log_format=self.options.log_format,
             log_level=self.options.log_level,
         )
