@@ -284,6 +284,9 @@ def _status(config: Config, *, json_lines: bool) -> int:
         state = states.get(source.name) or SourceState(name=source.name)
         health = health_of(source, state)
         notes = []
+        if state.dormant:
+            since = f" since {_short(state.failing_since)}" if state.failing_since else ""
+            notes.append(f"dormant: failing{since}, retried daily")
         if state.last_error:
             notes.append(state.last_error)
         if state.redirected_to:
@@ -307,6 +310,7 @@ def _status(config: Config, *, json_lines: bool) -> int:
                         "last_success": _iso(state.last_success),
                         "last_error": state.last_error,
                         "consecutive_failures": state.consecutive_failures,
+                        "failing_since": _iso(state.failing_since),
                         "items": state.items,
                         "last_yield": state.last_yield,
                         "warning": notes[-1] if state.shrunk else None,

@@ -243,6 +243,10 @@ def test_source_that_never_succeeded_goes_dormant_after_dormant_after(site: Site
     assert (row["health"], row["dormant"], row["last_success"]) == ("dormant", True, None)
     assert row["consecutive_failures"] == len(trace)
     assert row["last_error"] == f"HTTP 500 Internal Server Error ({site.url('/news.xml')})"
+    assert row["failing_since"] == "2026-11-26T09:00:00+00:00"
+    line = run_cli(tmp_path, "status").stdout.splitlines()[1]
+    assert line.split()[:4] == ["vienna", "dormant", "-", "0"]
+    assert "dormant: failing since 2026-11-26 09:00 UTC, retried daily; HTTP 500 Internal Server Error" in line
 
 
 def test_dormant_source_that_answers_again_is_healthy(site: Site, tmp_path: Path) -> None:
