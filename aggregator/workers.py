@@ -457,9 +457,11 @@ class Coordinator:
 
     async def _supervise(self) -> None:
         """Restart dead workers; the sources they held come back when their leases expire."""
-        while True:
+        while not self._stop.is_set():
             await asyncio.sleep(1.0)
             for index, slot in enumerate(self._slots):
+                if self._stop.is_set():
+                    return  # a SIGTERM to the whole group (systemd's default KillMode) stops workers too
                 if slot is None or slot.process.is_alive():
                     continue
                 if time.monotonic() - slot.started < RESPAWN_BACKOFF_S:
@@ -473,7 +475,10 @@ class Coordinator:
                     exitcode=slot.process.exitcode,
                 )
                 slot.updates.close()
-                self._spawn(index)
+                try:
+                    self._spawn(index)
+                except OSError as error:
+                    log_event(log, logging.ERROR, "worker-spawn-failed", slot=index, error=str(error))
 
     def _stop_all_workers(self) -> None:
         """Ask every worker to finish its running cycles and stop; kill what outlives the grace."""
