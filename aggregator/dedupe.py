@@ -26,8 +26,10 @@ same first start.
 A link that one source gives to two or more of its own records is a listing
 or home page, not the identity of a story, and is ignored for matching.
 
-Of each group, the copy stored first (``first_seen``, then source name, then
-key) is kept; ``record.also_from`` lists the other groups' sources, sorted.
+Of each group the original is kept: a copy whose link carries no tracking
+parameters or fragment (re-posters add them) before one whose link does, then
+the copy stored first (``first_seen``), then source name, then key;
+``record.also_from`` lists the other groups' sources, sorted.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def _link_keys(records: Sequence[NewsRecord | EventRecord]) -> list[str | None]:
     return [link if link not in listing else None for link in links]
 
 
+def _reposted_link(link: str | None) -> bool:
+    """A link with tracking parameters or a fragment: the mark of a re-post, not the original."""
+    return link is not None and ("#" in link or canonical_url(link) != link)
+
+
 def _collapse(items: Sequence[_Stored], groups: _Groups) -> list[_Stored]:
     """The kept copy of every group, in the input order of the kept copies."""
     members: dict[int, list[int]] = defaultdict(list)
@@ -117,7 +124,15 @@ def _collapse(items: Sequence[_Stored], groups: _Groups) -> list[_Stored]:
         members[groups.find(i)].append(i)
     kept: list[tuple[int, _Stored]] = []
     for group in members.values():
-        keeper = min(group, key=lambda i: (items[i].first_seen, items[i].record.source, items[i].record.key))
+        keeper = min(
+            group,
+            key=lambda i: (
+                _reposted_link(items[i].record.link),
+                items[i].first_seen,
+                items[i].record.source,
+                items[i].record.key,
+            ),
+        )
         record = items[keeper].record
         if len(group) == 1:
             kept.append((keeper, items[keeper]))
