@@ -194,10 +194,11 @@ class ClaimLoop:
             return []
         started = []
         for name in claimed:
+            if name in self._running:
+                continue  # its lease ran out mid-cycle and we took it again: the running cycle releases it
             source = self.config.source(name)
-            if source is None or not source.enabled or name in self._running:
-                # Reloaded away between the query and now (or already ours): give it back.
-                await self._release(name)
+            if source is None or not source.enabled:
+                await self._release(name)  # reloaded away between the query and now: give it back
                 continue
             self._running[name] = asyncio.create_task(self._cycle(source), name=f"source:{name}")
             started.append(name)
