@@ -25,7 +25,7 @@ from typing import Final, Literal, TextIO
 __all__ = ["configure_logging", "log_event"]
 
 # Libraries that log every request or job run at INFO; their warnings still show.
-_QUIET_LOGGERS: Final = ("httpx", "httpcore", "apscheduler", "uvicorn.access")
+_QUIET_LOGGERS: Final = ("httpx", "httpcore", "apscheduler", "uvicorn.access", "alembic")
 # Our own records carry their meaning in the event name; others get a logger= field.
 _OWN_NAMESPACE: Final = "aggregator"
 _RESERVED: Final = frozenset({"ts", "level", "event", "logger", "exc", "stack"})
