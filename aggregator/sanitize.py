@@ -35,6 +35,12 @@ _URL_ATTRIBUTES = {("a", "href"), ("img", "src"), ("blockquote", "cite"), ("q", 
 # C0 controls except TAB/LF/CR, DEL, C1 controls, and lone surrogates: none is valid in XML 1.0.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _SPACE = re.compile(r"\s+")
+# Elements nested deeper than this lose their tags (their text stays): html5ever, inside nh3, takes
+# quadratic time in the nesting depth, so 1 MB of "<div>" would hold a parser process for minutes.
+_MAX_DEPTH = 256
+# A start or end tag; "[^<>]*" stops at the next "<", so a scan of hostile input stays linear.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>")
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
 
 
 def _absolutiser(base_url: str | None):  # type: ignore[no-untyped-def]
@@ -52,6 +58,31 @@ def _absolutiser(base_url: str | None):  # type: ignore[no-untyped-def]
     return resolve
 
 
+def _shallow(fragment: str) -> str:
+    """``fragment`` with the tags below ``_MAX_DEPTH`` levels of nesting removed, in linear time."""
+    if fragment.count("<") <= _MAX_DEPTH:
+        return fragment
+    parts: list[str] = []
+    depth = kept_until = 0
+    for match in _TAG.finditer(fragment):
+        closing, name = match.group(1), match.group(2).lower()
+        if name in _VOID or match.group(0).endswith("/>"):
+            continue
+        if closing:
+            deep = depth > _MAX_DEPTH
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            deep = depth > _MAX_DEPTH
+        if deep:
+            parts.append(fragment[kept_until : match.start()])
+            kept_until = match.end()
+    if not parts:
+        return fragment
+    parts.append(fragment[kept_until:])
+    return "".join(parts)
+
+
 def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """Return ``fragment`` with only allow-listed tags, attributes and URL schemes.
 
@@ -61,7 +92,7 @@ def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     if not fragment:
         return ""
     cleaned = nh3.clean(
-        _CONTROL.sub("", fragment),
+        _shallow(_CONTROL.sub("", fragment)),
         tags=_TAGS,
         clean_content_tags={"script", "style"},
         attributes=_ATTRIBUTES,
@@ -77,7 +108,7 @@ def html_to_text(fragment: str) -> str:
     """Visible text of an HTML fragment, whitespace collapsed (for titles, ICS, index)."""
     if not fragment:
         return ""
-    no_tags = nh3.clean(_CONTROL.sub("", fragment), tags=set(), clean_content_tags={"script", "style"})
+    no_tags = nh3.clean(_shallow(_CONTROL.sub("", fragment)), tags=set(), clean_content_tags={"script", "style"})
     return clean_text(html.unescape(no_tags))
 
 
