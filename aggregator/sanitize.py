@@ -40,7 +40,9 @@ _SPACE = re.compile(r"\s+")
 _MAX_DEPTH = 256
 # A start or end tag; "[^<>]*" stops at the next "<", so a scan of hostile input stays linear.
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>")
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
 
 
 def _absolutiser(base_url: str | None):  # type: ignore[no-untyped-def]
