@@ -39,7 +39,7 @@ from aggregator.errors import ParseError
 from aggregator.extract.announce import announced_events
 from aggregator.extract.listing import find_listings, normalised_title
 from aggregator.extract.structured import extract_structured
-from aggregator.records import EventRecord, Explanation, NewsRecord, ParseResult, Record, Strategy
+from aggregator.records import EventRecord, Explanation, NewsRecord, ParseResult, Problem, Record, Strategy
 from aggregator.urls import absolute_url
 
 __all__ = ["Page", "load_page", "parse_auto", "sniff_format"]
@@ -106,6 +106,8 @@ class Page:
     tree: HtmlElement
     text: str
     base_url: str
+    # Why part of the page is missing from ``tree`` (libxml2 stops at 256 levels of nesting).
+    damage: str | None = None
 
 
 def _encoding(body: bytes) -> str:
@@ -134,16 +136,21 @@ def load_page(body: bytes, *, source: SourceConfig, url: str) -> Page:
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
     if not text.strip():
         raise ParseError(source.name, "empty page")
+    parser = lxml.html.HTMLParser()
     try:
-        tree = lxml.html.document_fromstring(text)
+        tree = lxml.html.document_fromstring(text, parser=parser)
     except (lxml.etree.ParserError, ValueError) as exc:
         raise ParseError(source.name, f"unreadable HTML: {exc}") from exc
+    damage = None
+    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+        # Deeper trees would also overflow the recursive walkers downstream: keep the limit, say so.
+        damage = "elements nested more than 255 levels deep; the page was read only up to that point"
     base_url = url
     for base in tree.iter("base"):
         if resolved := absolute_url(base.get("href"), url):
             base_url = resolved
         break
-    return Page(tree=tree, text=text, base_url=base_url)
+    return Page(tree=tree, text=text, base_url=base_url, damage=damage)
 
 
 def discover_feed(page: Page) -> str | None:
@@ -184,6 +191,7 @@ def parse_auto(
 
         return parse_ical(body, source=source, url=url, fetched_at=fetched_at)
     page = load_page(body, source=source, url=url)
+    damage = (Problem(source.name, page.damage),) if page.damage else ()
     structured = extract_structured(
         page.tree, body, text=page.text, source=source, base_url=page.base_url, fetched_at=fetched_at
     )
@@ -201,7 +209,7 @@ def parse_auto(
             )
         return ParseResult(
             records=tuple(merge_records(events)),
-            problems=structured.problems,
+            problems=(*damage, *structured.problems),
             discovered_url=discovered,
             explanations=tuple(explanations),
         )
@@ -213,7 +221,7 @@ def parse_auto(
     records = merge_records([*page_records, *announced])
     return ParseResult(
         records=tuple(records),
-        problems=(*structured.problems, *listing.problems),
+        problems=(*damage, *structured.problems, *listing.problems),
         explanations=tuple(explanations),
         detail_links=detail_links(records, limit=source.max_detail_pages),
     )
