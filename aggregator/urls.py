@@ -11,7 +11,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit
 
 __all__ = ["absolute_url", "canonical_url", "fetchable_url"]
 
-_TRACKING = re.compile(r"^(utm_.*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|mc_.*|pk_.*|piwik_.*|_hsenc|_hsmi|yclid|igshid|ref_src|xtor)$", re.I)
+_TRACKING = re.compile(
+    r"^(utm_.*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|mc_.*|pk_.*|piwik_.*|_hsenc|_hsmi|yclid|igshid|ref_src|xtor)$",
+    re.I,
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture
-def fixture_path() -> "type[Path] | object":
+def fixture_path() -> Callable[[str], Path]:
     """fixture_path("feeds/rss2_cluster_news.xml") -> absolute Path under tests/fixtures."""
 
     def find(relative: str) -> Path:
@@ -23,8 +24,8 @@ def fixture_path() -> "type[Path] | object":
 
 
 @pytest.fixture
-def fixture_bytes(fixture_path):  # type: ignore[no-untyped-def]
+def fixture_bytes(fixture_path: Callable[[str], Path]) -> Callable[[str], bytes]:
     def read(relative: str) -> bytes:
-        return fixture_path(relative).read_bytes()  # type: ignore[no-any-return]
+        return fixture_path(relative).read_bytes()
 
     return read

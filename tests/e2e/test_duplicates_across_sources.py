@@ -59,5 +59,6 @@ def test_a_story_reposted_by_three_sources_is_published_once(httpserver: HTTPSer
     sessions = sorted(e.decoded("DTSTART").isoformat() for e in calendar.walk("VEVENT"))
     # The re-post at the same instant (14:00 Vienna == 13:00 UTC) merges; next week's session does not.
     assert len(sessions) == 2
-    assert sessions[0].startswith("2026-12-03") and sessions[1].startswith("2026-12-10")
+    assert sessions[0].startswith("2026-12-03")
+    assert sessions[1].startswith("2026-12-10")
     assert len(icalendar.Calendar.from_ical((feeds / "sources" / "series-b.ics").read_bytes()).walk("VEVENT")) == 1
