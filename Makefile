@@ -24,8 +24,8 @@ system-deps:
 	bash scripts/system-deps.sh
 
 lint: install
-	$(BIN)/ruff check aggregator tests bench
-	$(BIN)/ruff format --check aggregator tests bench
+	$(BIN)/ruff check aggregator tests bench scripts demo
+	$(BIN)/ruff format --check aggregator tests bench scripts demo
 
 typecheck: install
 	$(BIN)/mypy
