@@ -53,7 +53,8 @@ _ALTERNATE_RANK = {
     "application/json": 1,
     "text/calendar": 2,
 }
-_PROLOG = re.compile(rb"\s*(<\?[^>]*\?>|<!--.*?-->|<!DOCTYPE[^>]*>)", re.DOTALL | re.IGNORECASE)
+# A DOCTYPE may carry an internal subset ("[ <!ENTITY ...> ]") whose declarations contain ">".
+_PROLOG = re.compile(rb"\s*(<\?[^>]*\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[[^\]]*\])?\s*>)", re.DOTALL | re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _STRUCTURED = (Strategy.JSON_LD, Strategy.MICRODATA, Strategy.RDFA, Strategy.MICROFORMATS)
