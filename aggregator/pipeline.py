@@ -166,6 +166,10 @@ class Pipeline:
         if not source.enabled:
             return SourceOutcome(source.name, Outcome.SKIPPED)
         state: SourceState = await self._store(self.store.state, source.name)
+        if state.source_url is not None and state.source_url != source.url:
+            # The address changed (perhaps while the daemon was stopped): what we cached belongs to the old one.
+            state = replace(state, validators=Validators(), body_hash=None, discovered_url=None, redirected_to=None)
+        state = replace(state, source_url=source.url)
         now = self.clock()
         url = state.discovered_url or source.url
         try:

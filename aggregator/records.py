@@ -206,6 +206,7 @@ class SourceState:
     dormant: bool = False
     redirected_to: str | None = None  # permanent redirect target to put in sources.toml
     discovered_url: str | None = None
+    source_url: str | None = None  # the configured URL the validators and body hash belong to
 
     @property
     def shrunk(self) -> bool:

@@ -98,7 +98,10 @@ source_state = Table(
     Column("items", Integer, nullable=False, default=0),
     Column("last_yield", Integer),
     Column("yield_baseline", Float),  # slowly decaying highest yield: a sudden drop warns (0002)
-    Column("failing_since", UTCDateTime),  # first failure of the current run of failures (0002)
+    Column("failing_since", UTCDateTime),
+    Column(
+        "source_url", Text
+    ),  # the address the validators and body hash belong to (0003)  # first failure of the current run of failures (0002)
     Column("next_run", UTCDateTime),
     Column("dormant", Boolean, nullable=False, default=False),
     Column("redirected_to", Text),

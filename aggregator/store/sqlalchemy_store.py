@@ -13,15 +13,27 @@ sort on, so adding a record field needs no migration.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, exists, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    exists,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,6 +55,24 @@ PUBLISH_LOCK = 0x6366_7075_626C_7368
 MIGRATE_LOCK = 0x6366_6D69_6772_6174
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "clusterfeeds_write"  # execution option: this transaction will write
+_REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:\"([^\"]+)\"|None)", re.M)
+
+
+def _head_revision() -> str | None:
+    """The newest migration's id, read from the version files without importing Alembic.
+
+    Importing Alembic costs about half a second per process; every ``aggregator fetch``
+    opens the store, and almost always the schema is already at head.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("[0-9]*.py"):
+        for match in _REVISION.finditer(path.read_text(encoding="utf-8")):
+            if match.group(2) is None:
+                continue
+            (parents if match.group(1) else revisions).add(match.group(2))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _engine_url(url_or_path: str) -> str:
@@ -174,8 +204,24 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"{action} failed: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}") from exc
 
+    def _at_head(self) -> bool:
+        """True when the database already carries the newest revision (checked without Alembic)."""
+        head = _head_revision()
+        if head is None:
+            return False
+        with self._transaction("reading the schema revision", write=False) as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return list(versions) == [head]
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+        if self._at_head():
+            return
+        from alembic import command  # only needed when the schema must change
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
         with self._transaction("migrating the database schema", write=True) as conn:
@@ -346,6 +392,7 @@ class SqlStore:
             last_yield=row.last_yield,
             yield_baseline=row.yield_baseline,
             failing_since=row.failing_since,
+            source_url=row.source_url,
             next_run=row.next_run,
             dormant=row.dormant,
             redirected_to=row.redirected_to,
@@ -381,6 +428,7 @@ class SqlStore:
             "last_yield": state.last_yield,
             "yield_baseline": state.yield_baseline,
             "failing_since": state.failing_since,
+            "source_url": state.source_url,
             "next_run": state.next_run,
             "dormant": state.dormant,
             "redirected_to": state.redirected_to,
