@@ -53,6 +53,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Arbitrary constants naming our PostgreSQL advisory locks ("cfpublsh", "cfmigrat").
 PUBLISH_LOCK = 0x6366_7075_626C_7368
 MIGRATE_LOCK = 0x6366_6D69_6772_6174
+UPSERT_LOCK = 0x6366_7570  # "cfup", with the source name's hash as the second key
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "clusterfeeds_write"  # execution option: this transaction will write
 _REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:\"([^\"]+)\"|None)", re.M)
@@ -255,6 +256,10 @@ class SqlStore:
         tag_rows: list[dict[str, Any]] = []
         unchanged = 0
         with self._transaction(f"storing records of source '{source}'", write=True) as conn:
+            if self.dialect == "postgresql":
+                # Read-then-write under READ COMMITTED: two writers of one source would both insert.
+                # SQLite's BEGIN IMMEDIATE already serialises them.
+                conn.execute(select(func.pg_advisory_xact_lock(UPSERT_LOCK, func.hashtext(source))))
             existing = {
                 (row.kind, row.key): row
                 for row in conn.execute(
