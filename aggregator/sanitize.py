@@ -47,6 +47,10 @@ _VOID = frozenset(
 
 def _absolutiser(base_url: str | None):  # type: ignore[no-untyped-def]
     def resolve(element: str, attribute: str, value: str) -> str | None:
+        if "<" in value or ">" in value:
+            # Markup inside an attribute (the <noscript> mutation trick) is inert here, but becomes
+            # live in any reader that unescapes once too often: no tooltip is worth that.
+            return None
         if (element, attribute) not in _URL_ATTRIBUTES:
             return value
         value = value.strip()
