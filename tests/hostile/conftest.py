@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "hostile"
@@ -196,3 +198,113 @@ def check_feeds() -> Checker:
         return subprocess.run([str(CHECK_FEEDS), str(folder)], capture_output=True, text=True, timeout=600, check=False)
 
     return run
+
+
+# ---- every hostile document in one data directory -------------------------------------------------
+
+
+def nested_feed(levels: int) -> bytes:
+    """A feed whose one item nests ``levels`` elements as markup and ``levels`` divs as escaped HTML."""
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Deep</title>'
+        b"<link>https://www.deep-cluster.example.eu/</link>"
+        b"<item><title>Nested markup</title><link>https://www.deep-cluster.example.eu/news/markup</link>"
+        b"<pubDate>Tue, 24 Nov 2026 09:00:00 +0100</pubDate><description>"
+        + b"&lt;div&gt;" * levels
+        + b"deep text"
+        + b"</description></item>"
+        b"<item><title>Nested elements</title><link>https://www.deep-cluster.example.eu/news/elements</link>"
+        b"<pubDate>Wed, 25 Nov 2026 09:00:00 +0100</pubDate><description>"
+        + b"<x>" * levels
+        + b"</x>" * levels
+        + b"</description></item></channel></rss>\n"
+    )
+
+
+def huge_attribute_feed(size: int) -> bytes:
+    """An item whose link carries a ``size``-byte attribute, next to a normal item."""
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Attributes</title>'
+        b"<link>https://www.attr-cluster.example.eu/</link>"
+        b'<item><title lang="' + b"x" * size + b'">Huge attribute</title>'
+        b"<link>https://www.attr-cluster.example.eu/news/huge</link>"
+        b"<pubDate>Tue, 24 Nov 2026 09:00:00 +0100</pubDate></item>"
+        b"<item><title>Normal neighbour</title><link>https://www.attr-cluster.example.eu/news/normal</link>"
+        b"<pubDate>Wed, 25 Nov 2026 09:00:00 +0100</pubDate></item></channel></rss>\n"
+    )
+
+
+def nested_page(size: int) -> bytes:
+    """About ``size`` bytes of nested divs after a page heading (no closing tags: the bytes run out)."""
+    return b"<!DOCTYPE html><html><head><title>Deep page</title></head><body><h1>News</h1>" + b"<div>" * (size // 5)
+
+
+@dataclass
+class Documents:
+    cli: Cli
+    urls: dict[str, str]
+    runs: list[subprocess.CompletedProcess[str]]
+    status: dict[str, dict[str, Any]]
+
+
+DOCUMENT_SOURCES: dict[str, tuple[str, str]] = {
+    # name: (kind, served path)
+    "billion-laughs": ("auto", "/billion_laughs.xml"),
+    "xxe": ("feed", "/xxe_local_file.xml"),
+    "deep-feed": ("auto", "/deep.xml"),
+    "huge-attribute": ("feed", "/attribute.xml"),
+    "missing-fields": ("feed", "/missing_fields.xml"),
+    "guid-churn": ("feed", "/guid_churn.xml"),
+    "damaged-calendar": ("ical", "/damaged_calendar.ics"),
+    "damaged-calendar-lf": ("ical", "/damaged_calendar_lf.ics"),
+    "unclosed-tags": ("auto", "/unclosed_tags.html"),
+    "non-dates": ("auto", "/date_like_non_dates.html"),
+    "deep-page": ("auto", "/deep.html"),
+    "xss-news": ("feed", "/xss_news.xml"),
+    "xss-json": ("auto", "/xss_feed.json"),
+    "xss-events": ("ical", "/xss_events.ics"),
+    "xss-page": ("auto", "/xss_page.html"),
+}
+
+
+@pytest.fixture(scope="session")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Documents]:
+    """Every hostile document as its own source: fetched twice, then published once more."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    server.expect_request("/robots.txt").respond_with_data("not found", status=404)
+    bodies = {
+        "/deep.xml": (nested_feed(100_000), "application/rss+xml"),
+        "/attribute.xml": (huge_attribute_feed(5_000_000), "application/rss+xml"),
+        "/deep.html": (nested_page(10_000_000), "text/html; charset=utf-8"),
+        "/damaged_calendar_lf.ics": (fixture("damaged_calendar.ics").replace(b"\r\n", b"\n"), "text/calendar"),
+    }
+    types = {".xml": "application/rss+xml", ".json": "application/feed+json", ".ics": "text/calendar"}
+    for _name, (_kind, path) in DOCUMENT_SOURCES.items():
+        if path in bodies:
+            body, media_type = bodies[path]
+        elif path == "/guid_churn.xml":
+            continue
+        else:
+            body = fixture(path.lstrip("/"))
+            media_type = types.get(Path(path).suffix, "text/html; charset=utf-8")
+        server.expect_request(path).respond_with_data(body, content_type=media_type)
+    churn = fixture("guid_churn.xml").decode("utf-8")
+
+    def fresh_guids(_request: Request) -> Response:
+        text = churn.replace("{guid1}", str(uuid.uuid4())).replace("{guid2}", str(uuid.uuid4()))
+        return Response(text, content_type="application/rss+xml")
+
+    server.expect_request("/guid_churn.xml").respond_with_handler(fresh_guids)
+    cli = Cli(tmp_path_factory.mktemp("documents"))
+    urls = {name: server.url_for(path) for name, (_kind, path) in DOCUMENT_SOURCES.items()}
+    cli.write_sources(
+        "".join(source_block(name, urls[name], kind=kind) for name, (kind, _path) in DOCUMENT_SOURCES.items())
+        + '\n[server]\nbase_url = "https://feeds.cluster-hostile.example.eu/"\n'
+    )
+    runs = [cli("fetch"), cli("fetch"), cli("publish")]
+    try:
+        yield Documents(cli, urls, runs, cli.status())
+    finally:
+        server.clear()
+        server.stop()
