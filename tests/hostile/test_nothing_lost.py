@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -10,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
+import httpx
 import icalendar
 import lxml.html
 import pytest
@@ -94,8 +97,8 @@ def _stored_keys(data_dir: Path) -> list[tuple[str, str]]:
 def _assert_every_file_is_whole(feeds: Path) -> None:
     """Every published file parses completely; temporaries are hidden names the server refuses."""
     for path in sorted(p for p in feeds.rglob("*") if p.is_file()):
-        if path.name.startswith(".") and path.name.endswith(".tmp"):
-            continue  # a killed writer's temporary: never served (serve refuses hidden and .tmp names)
+        if path.name.startswith("."):
+            continue  # a killed writer's temporary (or the test's ballast): serve refuses hidden names
         data = path.read_bytes()
         if path.suffix in (".xml", ".atom", ".opml"):
             assert feedparser.parse(data).bozo == 0 or path.suffix == ".opml", path
@@ -180,3 +183,143 @@ def test_kill_9_during_fetch_publish_and_daemon_runs_loses_and_doubles_nothing(
     _assert_every_file_is_whole(cli.feeds)
     published = feedparser.parse((cli.feeds / "sources" / "cluster-1.xml").read_bytes())
     assert f"Cluster 1 news {3 * 15 + WINDOW - 1}" in {e.title for e in published.entries}
+
+
+@pytest.fixture
+def small_disk(cli: Cli) -> Iterator[Path]:
+    """feeds/ on its own 1 MiB tmpfs, so it can be filled up and remounted read-only."""
+    mount_point = cli.cwd / "feeds"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _snapshot(feeds: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(feeds)): p.read_bytes() for p in sorted(feeds.rglob("*")) if p.is_file()}
+
+
+def test_full_disk_reports_the_error_keeps_the_old_files_and_recovers(
+    site: HTTPServer, cli: Cli, versioned: Versioned, small_disk: Path
+) -> None:
+    cli.write_sources(_sources(site, _free_port()))
+    assert cli("fetch").returncode == 0
+    before = _snapshot(small_disk)
+    ballast = small_disk / ".ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:  # fill every free block
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    versioned.version = 1
+
+    full = cli("fetch")
+
+    assert full.returncode == 1
+    assert "No space left on device" in full.stderr
+    assert full.stderr.startswith("aggregator: ") or "\naggregator: " in full.stderr
+    assert _snapshot(small_disk) == before | {".ballast": ballast.read_bytes()}
+    _assert_every_file_is_whole(small_disk)
+    assert [p.name for p in small_disk.rglob("*.tmp")] == []
+
+    ballast.unlink()
+    again = cli("publish")
+
+    assert again.returncode == 0, again.stderr
+    titles = {e.title for e in feedparser.parse((small_disk / "news.xml").read_bytes()).entries}
+    assert f"Cluster 1 news {3 + WINDOW - 1}" in titles
+    _assert_every_file_is_whole(small_disk)
+
+
+def test_read_only_feeds_dir_reports_the_error_keeps_the_old_files_and_recovers(
+    site: HTTPServer, cli: Cli, versioned: Versioned, small_disk: Path
+) -> None:
+    cli.write_sources(_sources(site, _free_port()))
+    assert cli("fetch").returncode == 0
+    before = _snapshot(small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    versioned.version = 1
+
+    refused = cli("fetch")
+
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert refused.returncode == 1
+    assert f"aggregator: {small_disk}/" in refused.stderr
+    assert "Read-only file system" in refused.stderr
+    assert _snapshot(small_disk) == before
+    assert "new" in refused.stdout  # the records were stored before publishing failed
+
+    again = cli("publish")
+
+    assert again.returncode == 0, again.stderr
+    titles = {e.title for e in feedparser.parse((small_disk / "news.xml").read_bytes()).entries}
+    assert f"Cluster 1 news {3 + WINDOW - 1}" in titles
+
+
+def _wait_for(predicate, what: str, limit: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_second_process_on_the_same_data_directory_refuses_clearly(site: HTTPServer, cli: Cli) -> None:
+    def slow(_request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b'<?xml version="1.0"?><rss version="2.0"><channel><title>slow</title>'
+            for _ in range(40):
+                time.sleep(0.1)
+                yield b" "
+            yield b"</channel></rss>"
+
+        return Response(body(), content_type="application/rss+xml")
+
+    site.expect_request("/slow.xml").respond_with_handler(slow)
+    port = _free_port()
+    cli.write_sources(source_block("slow", site.url_for("/slow.xml"), kind="feed") + f"\n[server]\nport = {port}\n")
+    lock = cli.cwd / "data" / "aggregator.lock"
+    refusal = "is in use by process {pid}; stop it first or use another --data-dir"
+
+    first = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "fetch"], cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(lambda: lock.exists() and lock.read_text() == str(first.pid), "the first fetch to hold the lock")
+        second = cli("fetch")
+        publish = cli("publish")
+    finally:
+        first.wait(timeout=60)
+    assert (second.returncode, publish.returncode) == (3, 3)
+    expected = f"aggregator: data directory {cli.cwd / 'data'} " + refusal.format(pid=first.pid) + "\n"
+    assert second.stderr.endswith(expected)
+    assert publish.stderr.endswith(expected)
+    assert first.returncode == 0
+
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run"], cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, "the daemon")
+        during_run = cli("fetch")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    assert during_run.returncode == 3
+    assert during_run.stderr.endswith(
+        f"aggregator: data directory {cli.cwd / 'data'} " + refusal.format(pid=daemon.pid) + "\n"
+    )
+    assert cli("fetch").returncode == 0  # the lock died with the daemon
