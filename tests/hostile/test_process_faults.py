@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from .conftest import Cli, fixture, source_block
+from .conftest import Cli, closed_port, fixture, source_block
 
 BODY_MB = 400
 BOMB_MB = 200
@@ -112,3 +116,85 @@ def test_private_addresses_are_refused_through_the_cli_without_a_single_request(
         for address in ("127.0.0.1", "::1")
     }
     assert site.log == []  # refused before connecting: not even robots.txt was asked for
+
+
+def _raw(port: int, request: bytes) -> tuple[int | None, bytes]:
+    """Send bytes as they are (no client normalising the path); the status and body, or None if closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        try:
+            conn.sendall(request)
+        except OSError:
+            return None, b""
+        chunks = []
+        try:
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        except OSError:
+            pass
+    answer = b"".join(chunks)
+    if not answer.startswith(b"HTTP/1.1 "):
+        return None, answer
+    return int(answer[9:12]), answer.partition(b"\r\n\r\n")[2]
+
+
+def test_the_real_daemon_refuses_traversal_symlinks_out_and_absurd_requests(site: HTTPServer, cli: Cli) -> None:
+    site.expect_request("/feed.xml").respond_with_data(fixture("good_news.xml"), content_type="application/rss+xml")
+    port = closed_port()
+    cli.write_sources(source_block("steady", site.url_for("/feed.xml"), kind="feed") + f"\n[server]\nport = {port}\n")
+    cli.feeds.mkdir()
+    (cli.feeds / "outside").symlink_to("/etc")
+    (cli.feeds / "leak.txt").symlink_to("/etc/passwd")
+    (cli.feeds / ".news.xml.4242.tmp").write_text("half-written", encoding="utf-8")
+    secret = Path("/etc/passwd").read_bytes()[:20]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run"], cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_until(lambda: _raw(port, b"GET /news.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200)
+        answers = {
+            target: _raw(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            for target in (
+                b"/../../etc/passwd",
+                b"/%2e%2e/%2e%2e/etc/passwd",
+                b"/sources/..%2f..%2f..%2fetc%2fpasswd",
+                b"/%252e%252e/%252e%252e/etc/passwd",
+                b"/..\\..\\etc\\passwd",
+                b"/outside/passwd",
+                b"/leak.txt",
+                b"/.news.xml.4242.tmp",
+                b"/news.xml%00.txt",
+            )
+        }
+        long_url = _raw(port, b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        big_header = _raw(port, b"GET /news.xml HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 200_000 + b"\r\n\r\n")
+        many_headers = _raw(
+            port,
+            b"GET /news.xml HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(20_000)) + b"\r\n",
+        )
+        healthy = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        feed = _raw(port, b"GET /news.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+
+    assert {target: status for target, (status, _body) in answers.items()} == dict.fromkeys(answers, 404)
+    for status, body in (*answers.values(), long_url, big_header, many_headers):
+        assert secret not in body
+        assert b"half-written" not in body
+    assert long_url[0] in (414, 400, None)
+    assert big_header[0] in (431, 400, None)
+    assert many_headers[0] in (431, 400, None)
+    assert (healthy[0], feed[0]) == (200, 200)
+    assert daemon.returncode == 0
+
+
+def _wait_until(predicate, limit: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the daemon did not come up")
