@@ -178,7 +178,7 @@ def test_the_real_daemon_refuses_traversal_symlinks_out_and_absurd_requests(site
         daemon.wait(timeout=60)
 
     assert {target: status for target, (status, _body) in answers.items()} == dict.fromkeys(answers, 404)
-    for status, body in (*answers.values(), long_url, big_header, many_headers):
+    for _status, body in (*answers.values(), long_url, big_header, many_headers):
         assert secret not in body
         assert b"half-written" not in body
     assert long_url[0] in (414, 400, None)
