@@ -8,18 +8,25 @@ Last-Modified stay as they were for subscribers' conditional requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache, partial
 from pathlib import Path
+from typing import Any
 
 from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import merge_events, merge_news
+from aggregator.errors import PublishError
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, sort_news
 from aggregator.publish.atom import render_atom
 from aggregator.publish.ics import current_events, render_ics
-from aggregator.publish.index import IndexSource, IndexTag, render_index
+from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index
 from aggregator.publish.jsonfeed import render_json_feed
 from aggregator.publish.opml import OpmlEntry, render_opml
 from aggregator.publish.rss import render_rss
@@ -131,8 +138,61 @@ def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
         window *= 2
 
 
-def render_all(data: PublishInput) -> list[_Output]:
-    """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The four files of one scope, a digest of everything they are rendered from, and how to render them."""
+
+    prefix: str
+    paths: tuple[str, ...]
+    digest: str
+    render: Callable[[], list[_Output]]
+
+
+@cache
+def _code_digest() -> str:
+    """Digest of the code that renders: a new renderer version must not reuse files an older one wrote."""
+    root = Path(__file__).parent
+    digest = hashlib.blake2b(GENERATOR.encode(), digest_size=16)
+    for path in sorted([*root.glob("*.py"), *(root.parent / n for n in ("dedupe.py", "sanitize.py", "urls.py"))]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _content(item: StoredNews | StoredEvent) -> str:
+    """The store's content digest, else (records not from a store) the record's full repr."""
+    return item.content_hash or repr(item.record)
+
+
+def _news_token(item: StoredNews) -> str:
+    return f"{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{_content(item)}"
+
+
+def _event_token(item: StoredEvent) -> str:
+    return f"{item.sequence}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{_content(item)}"
+
+
+def _source_digest(news: list[StoredNews], events: list[StoredEvent]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update("\x1e".join(map(_news_token, news)).encode())
+    digest.update(b"\x1d")
+    digest.update("\x1e".join(map(_event_token, events)).encode())
+    return digest.digest()
+
+
+def _scope_digest(settings: Any, pieces: Sequence[bytes]) -> str:
+    digest = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+    digest.update(repr(settings).encode())
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]]:
+    """Every scope to publish (merged, per source, per tag) and the renderer of index.html and OPML.
+
+    Pure: rendering happens only when a scope's ``render`` is called, so ``publish`` can skip
+    scopes whose digest says their files on disk are already what would be written.
+    """
     config = data.config
     defaults = config.defaults
     cap = defaults.max_items
@@ -147,33 +207,62 @@ def render_all(data: PublishInput) -> list[_Output]:
     events_by_source: dict[str, list[StoredEvent]] = {s.name: [] for s in sources}
     for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
         events_by_source[event.record.source].append(event)
-
-    all_news = [i for s in sources for i in news_by_source[s.name]]
-    all_events = [e for s in sources for e in events_by_source[s.name]]
-    merged_news = _merged_newest(all_news, cap)
-    merged_events = merge_events(all_events)
+    pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
+    common = (defaults, data.base_url, data.now.year, tuple(sorted(origins.items())))
     title = defaults.title
-    outputs = _feed_set(
-        "news",
-        title=title,
-        description=f"News and events of {len(sources)} European cluster networks, merged",
-        news=merged_news,
-        events=merged_events,
-        sources=sources,
-        data=data,
-        origins=origins,
-    )
 
+    def scope(
+        prefix: str,
+        members: Sequence[SourceConfig],
+        description: str,
+        scope_title: str,
+        news: Callable[[], list[StoredNews]],
+        events: Callable[[], list[StoredEvent]],
+    ) -> _Scope:
+        settings = (prefix, scope_title, description, members, common)
+
+        def render() -> list[_Output]:
+            return _feed_set(
+                prefix,
+                title=scope_title,
+                description=description,
+                news=news(),
+                events=events(),
+                sources=members,
+                data=data,
+                origins=origins,
+            )
+
+        calendar = "events.ics" if prefix == "news" else prefix + ".ics"
+        paths = (prefix + ".xml", prefix + ".atom", prefix + ".json", calendar)
+        return _Scope(prefix, paths, _scope_digest(settings, [pieces[s.name] for s in members]), render)
+
+    def all_news() -> list[StoredNews]:
+        return [i for s in sources for i in news_by_source[s.name]]
+
+    def all_events() -> list[StoredEvent]:
+        return [e for s in sources for e in events_by_source[s.name]]
+
+    scopes = [
+        scope(
+            "news",
+            sources,
+            f"News and events of {len(sources)} European cluster networks, merged",
+            title,
+            lambda: _merged_newest(all_news(), cap),
+            lambda: merge_events(all_events()),
+        )
+    ]
     for source in sources:
-        outputs += _feed_set(
-            "sources/" + file_stem(source.name),
-            title=f"{title}: {clean_text(source.name)}",
-            description=f"News and events of {clean_text(source.name)}",
-            news=sort_news(news_by_source[source.name], cap),
-            events=events_by_source[source.name],
-            sources=[source],
-            data=data,
-            origins=origins,
+        scopes.append(
+            scope(
+                "sources/" + file_stem(source.name),
+                [source],
+                f"News and events of {clean_text(source.name)}",
+                f"{title}: {clean_text(source.name)}",
+                partial(sort_news, news_by_source[source.name], cap),
+                partial(list, events_by_source[source.name]),
+            )
         )
 
     tag_sources: dict[str, list[SourceConfig]] = {}
@@ -182,79 +271,175 @@ def render_all(data: PublishInput) -> list[_Output]:
             tag_sources.setdefault(tag, []).append(source)
     for tag in sorted(tag_sources):
         members = tag_sources[tag]
-        outputs += _feed_set(
-            "tags/" + file_stem(tag),
-            title=f"{title}: {clean_text(tag)}",
-            description=f"News and events tagged {clean_text(tag)}",
-            news=_merged_newest([i for s in members for i in news_by_source[s.name]], cap),
-            events=merge_events([e for s in members for e in events_by_source[s.name]]),
-            sources=members,
-            data=data,
-            origins=origins,
+        scopes.append(
+            scope(
+                "tags/" + file_stem(tag),
+                members,
+                f"News and events tagged {clean_text(tag)}",
+                f"{title}: {clean_text(tag)}",
+                partial(_merged_newest, [i for s in members for i in news_by_source[s.name]], cap),
+                partial(merge_events, [e for s in members for e in events_by_source[s.name]]),
+            )
         )
 
-    states = {s.name: s for s in data.states}
-    index_sources = [
-        IndexSource(
-            name=clean_text(s.name),
-            stem=file_stem(s.name),
-            site=_site(s),
-            tags=s.tags,
-            state=states.get(s.name),
-            items=len(news_by_source[s.name]) + len(events_by_source[s.name]),
-        )
-        for s in sources
-    ]
-    index_tags = [IndexTag(clean_text(t), file_stem(t)) for t in sorted(tag_sources)]
-    outputs.append(
-        _Output(
-            "index.html",
-            render_index(
-                title=title,
-                base_url=data.base_url,
-                news=merged_news,
-                events=merged_events,
-                sources=index_sources,
-                tags=index_tags,
-                now=data.now,
-            ),
-        )
-    )
-    opml_entries = [
-        OpmlEntry(
-            name=clean_text(s.name),
-            xml_url=data.base_url + "sources/" + file_stem(s.name) + ".xml",
-            html_url=_site(s),
-            tags=tuple(clean_text(t) for t in s.tags),
-        )
-        for s in sources
-        if news_by_source[s.name] or s.kind is not SourceKind.ICAL
-    ]
-    outputs.append(_Output("sources.opml", render_opml(f"{title}: sources", opml_entries)))
-    return outputs
+    def render_pages() -> list[_Output]:
+        states = {s.name: s for s in data.states}
+        index_sources = [
+            IndexSource(
+                name=clean_text(s.name),
+                stem=file_stem(s.name),
+                site=_site(s),
+                tags=s.tags,
+                state=states.get(s.name),
+                items=len(news_by_source[s.name]) + len(events_by_source[s.name]),
+            )
+            for s in sources
+        ]
+        index_tags = [IndexTag(clean_text(t), file_stem(t)) for t in sorted(tag_sources)]
+        pages = [
+            _Output(
+                "index.html",
+                render_index(
+                    title=title,
+                    base_url=data.base_url,
+                    # The page lists the newest few: de-duplicate the newest window only (as the feeds do).
+                    news=_merged_newest(all_news(), min(cap, _LATEST_NEWS)),
+                    events=merge_events(all_events()),
+                    sources=index_sources,
+                    tags=index_tags,
+                    now=data.now,
+                ),
+            )
+        ]
+        opml_entries = [
+            OpmlEntry(
+                name=clean_text(s.name),
+                xml_url=data.base_url + "sources/" + file_stem(s.name) + ".xml",
+                html_url=_site(s),
+                tags=tuple(clean_text(t) for t in s.tags),
+            )
+            for s in sources
+            if news_by_source[s.name] or s.kind is not SourceKind.ICAL
+        ]
+        pages.append(_Output("sources.opml", render_opml(f"{title}: sources", opml_entries)))
+        return pages
+
+    return scopes, render_pages
+
+
+def render_all(data: PublishInput) -> list[_Output]:
+    """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
+    scopes, render_pages = _plan(data)
+    return [output for s in scopes for output in s.render()] + render_pages()
+
+
+_STATE_FILE = "publish-state.json"  # in the data directory: never served, never in feeds/
+_WRITERS = 8  # fsync waits on the disk, not the GIL: parallel writers share journal commits
+_IN_FLIGHT = 64  # rendered files waiting for a writer at most (bounds memory on large workloads)
+
+
+def _load_state(path: Path, feeds_dir: Path) -> dict[str, Any]:
+    """Digests and file stamps of the previous publish into ``feeds_dir`` (empty when unknown or unreadable)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict) or state.get("feeds_dir") != str(feeds_dir.resolve()):
+        return {}
+    scopes = state.get("scopes")
+    return scopes if isinstance(scopes, dict) else {}
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _intact(feeds_dir: Path, entry: Any, scope: _Scope) -> bool:
+    """The scope's files are still exactly the ones the previous publish left (same size and mtime)."""
+    if not isinstance(entry, dict) or entry.get("digest") != scope.digest:
+        return False
+    stamps = entry.get("files")
+    if not isinstance(stamps, dict):
+        return False
+    return all(stamps.get(p) is not None and stamps.get(p) == _stamp(feeds_dir / p) for p in scope.paths)
+
+
+def _save_state(path: Path, feeds_dir: Path, scopes: dict[str, Any]) -> None:
+    """Remember what was published; only a cache, so a data directory we cannot write costs speed, not output."""
+    body = json.dumps({"feeds_dir": str(feeds_dir.resolve()), "scopes": scopes}, sort_keys=True).encode()
+    with contextlib.suppress(OSError, PublishError):
+        _files.write_if_changed(path, body, sync_directory=False)
 
 
 def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
-    """Render everything and write what changed; remove per-source/per-tag files of vanished sources and tags.
+    """Render what changed and write it; remove per-source/per-tag files of vanished sources and tags.
 
-    Raises ``PublishError`` when a file cannot be written; files already
-    replaced stay replaced, the failing one keeps its previous version.
+    A scope (merged, one source, one tag) whose inputs digest the same as at the
+    previous publish, and whose files are untouched since, is neither rendered nor
+    read back: an unchanged cycle costs a digest per scope, not a render.
+    Raises ``PublishError`` when a file cannot be written (the first failure in
+    writing order); files already replaced stay replaced, the failing one keeps
+    its previous version.
     """
-    outputs = render_all(data)
+    scopes, render_pages = _plan(data)
+    state_path = data.config.data_dir / _STATE_FILE
+    previous = _load_state(state_path, feeds_dir)
     written: list[str] = []
     unchanged = 0
     touched: set[Path] = set()
-    for output in outputs:
-        path = feeds_dir / output.path
-        if _files.write_if_changed(path, output.data, sync_directory=False):
-            written.append(output.path)
-            touched.add(path.parent)
-        else:
-            unchanged += 1
+    pending: list[tuple[str, Future[bool]]] = []
+    done_scopes: dict[str, Any] = {}
+
+    def settle(keep: int) -> None:
+        nonlocal unchanged
+        while len(pending) > keep:
+            relative, future = pending.pop(0)
+            if future.result():
+                written.append(relative)
+                touched.add((feeds_dir / relative).parent)
+            else:
+                unchanged += 1
+
+    with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
+
+        def submit(output: _Output) -> None:
+            pending.append(
+                (
+                    output.path,
+                    pool.submit(_files.write_if_changed, feeds_dir / output.path, output.data, sync_directory=False),
+                )
+            )
+            settle(_IN_FLIGHT)
+
+        try:
+            for scope in scopes:
+                if _intact(feeds_dir, previous.get(scope.prefix), scope):
+                    unchanged += len(scope.paths)
+                    done_scopes[scope.prefix] = previous[scope.prefix]
+                    continue
+                for output in scope.render():
+                    submit(output)
+                done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
+            for output in render_pages():
+                submit(output)
+            settle(0)
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            raise
     for directory in sorted(touched):
         _files.fsync_directory(directory)
+    for prefix, entry in done_scopes.items():
+        if not entry["files"]:
+            scope_paths = next(s.paths for s in scopes if s.prefix == prefix)
+            entry["files"] = {p: _stamp(feeds_dir / p) for p in scope_paths}
+    _save_state(state_path, feeds_dir, done_scopes)
     removed: list[str] = []
     for folder in ("sources", "tags"):
-        keep = {Path(o.path).name for o in outputs if o.path.startswith(folder + "/")}
+        keep = {Path(p).name for s in scopes for p in s.paths if p.startswith(folder + "/")}
         removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, keep, _FEED_SUFFIXES)]
     return PublishReport(written=tuple(written), unchanged=unchanged, removed=tuple(removed))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -22,6 +22,8 @@ class StoredNews:
     record: NewsRecord
     first_seen: datetime  # when we first stored it (fallback publication date)
     changed_at: datetime  # when its content last changed
+    # The store's digest of the record's content ("" when unknown): lets publish skip unchanged files.
+    content_hash: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class StoredEvent:
     sequence: int  # our SEQUENCE: rises each time the event's content changes
     first_seen: datetime
     changed_at: datetime  # LAST-MODIFIED in the published calendar
+    content_hash: str = field(default="", compare=False)  # as in StoredNews
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,9 +323,9 @@ class SqlStore:
         return UpsertSummary(new=len(inserts), updated=len(updates), unchanged=unchanged)
 
     def _record_query(self, kind: RecordKind, source: str | None, tag: str | None) -> Any:
-        query = select(records.c.payload, records.c.sequence, records.c.first_seen, records.c.changed_at).where(
-            records.c.kind == kind.value
-        )
+        query = select(
+            records.c.payload, records.c.sequence, records.c.first_seen, records.c.changed_at, records.c.content_hash
+        ).where(records.c.kind == kind.value)
         if source is not None:
             query = query.where(records.c.source == source)
         if tag is not None:
@@ -352,7 +352,11 @@ class SqlStore:
         for row in rows:
             record = codec.decode(RecordKind.NEWS, row.payload)
             assert isinstance(record, NewsRecord)
-            result.append(StoredNews(record=record, first_seen=row.first_seen, changed_at=row.changed_at))
+            result.append(
+                StoredNews(
+                    record=record, first_seen=row.first_seen, changed_at=row.changed_at, content_hash=row.content_hash
+                )
+            )
         return result
 
     def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
@@ -372,7 +376,13 @@ class SqlStore:
             record = codec.decode(RecordKind.EVENT, row.payload)
             assert isinstance(record, EventRecord)
             result.append(
-                StoredEvent(record=record, sequence=row.sequence, first_seen=row.first_seen, changed_at=row.changed_at)
+                StoredEvent(
+                    record=record,
+                    sequence=row.sequence,
+                    first_seen=row.first_seen,
+                    changed_at=row.changed_at,
+                    content_hash=row.content_hash,
+                )
             )
         return result
 
