@@ -81,7 +81,10 @@ def extract_structured(
         elif syntax is Strategy.RDFA:
             nodes = _rdfa_nodes(text, base_url, source, problems)
         elif syntax is Strategy.MICROFORMATS:
-            nodes = _microformat_nodes(text, base_url)
+            try:
+                nodes = _microformat_nodes(text, base_url)
+            except RecursionError:  # mf2py walks the tree recursively, without lxml's depth limit
+                problems.append(Problem(source.name, "microformats nested too deeply to read; skipped"))
         for index, node in enumerate(nodes):
             record, problem = record_from_node(
                 node, source=source, base_url=base_url, strategy=syntax, where=f"{syntax.value} item {index + 1}"

@@ -53,6 +53,7 @@ _ROOT = re.compile(r"<[A-Za-z_]")
 _LATIN1_NAMES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "us-ascii", "ascii", "iso_8859-1"}
 _UTF8_NAMES = {"utf-8", "utf8"}
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+_CHARACTER_REFERENCE = re.compile(r"&#([xX][0-9a-fA-F]+|[0-9]+);")
 
 
 def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
@@ -216,12 +217,23 @@ def _item_from_feedparser(entry: Any, base: str, source: SourceConfig) -> _Item:
     )
 
 
+def _in_range_reference(match: re.Match[str]) -> str:
+    number = match.group(1).lstrip("xX0") if match.group(1)[0] in "xX" else match.group(1).lstrip("0")
+    hexadecimal = match.group(1)[0] in "xX"
+    if len(number) > 8:  # far out of range (and int() refuses numbers of thousands of digits)
+        return "\ufffd"
+    value = int(number or "0", 16 if hexadecimal else 10)
+    return match.group(0) if value <= 0x10FFFF else "\ufffd"
+
+
 def _read_xml(text: str, url: str, source: SourceConfig) -> tuple[list[_Item], list[str], str | None]:
     """Items, document-level problem messages, and why it is not a feed (None when it is one)."""
     notes: list[str] = []
     text, had_entities = _without_doctype(text)
     if had_entities:
         notes.append("DOCTYPE with entity declarations removed; entities are never expanded")
+    # feedparser raises on a character reference beyond U+10FFFF; such a reference stands for nothing.
+    text = _CHARACTER_REFERENCE.sub(_in_range_reference, text)
     parsed = feedparser.parse(
         io.BytesIO(_with_utf8_declaration(text)),
         response_headers={"content-type": "application/xml; charset=utf-8", "content-location": url},

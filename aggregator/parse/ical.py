@@ -105,7 +105,7 @@ def _zone_named(name: str) -> ZoneInfo | None:
             continue
         try:
             return ZoneInfo(candidate)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a TZID too long for a file name
             continue
     return None
 
