@@ -179,12 +179,18 @@ def _source_digest(news: list[StoredNews], events: list[StoredEvent]) -> bytes:
     return digest.digest()
 
 
-def _scope_digest(settings: Any, pieces: Sequence[bytes]) -> str:
-    digest = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
+    digest = hashlib.blake2b(common, digest_size=16)
     digest.update(repr(settings).encode())
     for piece in pieces:
         digest.update(piece)
     return digest.hexdigest()
+
+
+@cache
+def _settings_repr(source: SourceConfig) -> str:
+    """A source's settings as text, once per configuration object (a source is in up to four scopes)."""
+    return repr(source)
 
 
 def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]]:
@@ -208,7 +214,11 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
     for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
         events_by_source[event.record.source].append(event)
     pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
-    common = (defaults, data.base_url, data.now.year, tuple(sorted(origins.items())))
+    # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
+    common = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+    common.update(repr((defaults, data.base_url, data.now.year, sorted(origins.items()))).encode())
+    common_digest = common.digest()
+    single = len(sources) == 1
     title = defaults.title
 
     def scope(
@@ -219,7 +229,8 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         news: Callable[[], list[StoredNews]],
         events: Callable[[], list[StoredEvent]],
     ) -> _Scope:
-        settings = (prefix, scope_title, description, members, common)
+        # The members' settings (interval -> TTL, zone, name, tags) shape the files too.
+        settings = (prefix, scope_title, description, [_settings_repr(s) for s in members], single)
 
         def render() -> list[_Output]:
             return _feed_set(
@@ -235,7 +246,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
 
         calendar = "events.ics" if prefix == "news" else prefix + ".ics"
         paths = (prefix + ".xml", prefix + ".atom", prefix + ".json", calendar)
-        return _Scope(prefix, paths, _scope_digest(settings, [pieces[s.name] for s in members]), render)
+        return _Scope(prefix, paths, _scope_digest(common_digest, settings, [pieces[s.name] for s in members]), render)
 
     def all_news() -> list[StoredNews]:
         return [i for s in sources for i in news_by_source[s.name]]
