@@ -97,16 +97,24 @@ def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """
     if not fragment:
         return ""
-    cleaned = nh3.clean(
-        _shallow(_CONTROL.sub("", fragment)),
-        tags=_TAGS,
-        clean_content_tags={"script", "style"},
-        attributes=_ATTRIBUTES,
-        url_schemes=_URL_SCHEMES,
-        link_rel="noopener noreferrer nofollow",
-        attribute_filter=_absolutiser(base_url),
-        strip_comments=True,
-    )
+
+    def clean(text: str) -> str:
+        return nh3.clean(
+            _shallow(text),
+            tags=_TAGS,
+            clean_content_tags={"script", "style"},
+            attributes=_ATTRIBUTES,
+            url_schemes=_URL_SCHEMES,
+            link_rel="noopener noreferrer nofollow",
+            attribute_filter=_absolutiser(base_url),
+            strip_comments=True,
+        )
+
+    cleaned = clean(_CONTROL.sub("", fragment))
+    if _shallow(cleaned) is not cleaned:
+        # Broken tags hid markup from the depth count; now well-formed, it is cut like the rest,
+        # so that sanitising the result again changes nothing.
+        cleaned = clean(cleaned)
     return cleaned.strip()
 
 
