@@ -34,9 +34,12 @@ HOSTS = 8
 
 TARGETS = {
     "full_cycle_vs_fetch_plus_parse": 1.5,
+    "full_cycle_vs_newsboat_cold": 1.0,
     "unchanged_cycle_vs_fetch_304": 1.3,
     "changed_10pct_vs_full_cycle": 0.35,
     "publish_forced_vs_write_floor": 2.0,
+    "daemon_peak_rss_mb": 300,
+    "memory_growth_pct": 5,
 }
 
 
@@ -53,6 +56,19 @@ class Run:
 class WorkloadResult:
     name: str
     figures: dict[str, Any] = field(default_factory=dict)
+    floors: dict[str, Any] = field(default_factory=dict)
+
+
+def child_env() -> dict[str, str]:
+    """The CLI's environment: bytecode cached (as in any installed package) outside the repository.
+
+    Our sandbox sets PYTHONDONTWRITEBYTECODE, which would make every timed run compile
+    the whole package and its imports first; an installed clusterfeeds has its .pyc files.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
+    return env
 
 
 def log(message: str) -> None:
@@ -166,7 +182,7 @@ def aggregator(config: Path, *args: str) -> Run:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "aggregator"), "--config", str(config), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
     )  # fmt: skip
     stdout, stderr = "", ""
     assert proc.stdout
@@ -188,6 +204,48 @@ def published_counts(feeds: Path) -> tuple[int, int]:
     return len(news["items"]), len(uids)
 
 
+def truth_checks(server: CorpusServer, feeds: Path) -> dict[str, int]:
+    """Record-by-record: the published merged feeds against the server's current truth."""
+    from bench.truth import check_events, check_news
+
+    with urllib.request.urlopen(server.base + "/_truth", timeout=600) as response:
+        rows = [json.loads(line) for line in response.read().decode("utf-8").splitlines() if line.strip()]
+    news = check_news(rows, (feeds / "news.json").read_text(encoding="utf-8"))
+    events = check_events(rows, (feeds / "events.ics").read_bytes())
+    out = {f"news_{k}": v for k, v in news.as_dict().items()}
+    out.update({f"events_{k}": v for k, v in events.as_dict().items()})
+    return out
+
+
+def memory_cycles(config: Path, cycles: int) -> dict[str, Any]:
+    """``cycles`` unchanged fetch + publish cycles in ONE process (bench.cycles); RSS after each."""
+    log(f"{cycles} cycles in one process (bench.cycles)")
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.cycles", "--config", str(config), "--cycles", str(cycles)],
+        capture_output=True, text=True, cwd=REPO, env=child_env(), check=False,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(out.stderr[-3000:])
+    return memory_figures(lines)
+
+
+def memory_figures(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Growth from the end of the warm-up (a tenth of the cycles, at least one) to the last cycle."""
+    warm = lines[max(len(lines) // 10, 1) - 1]
+    last = lines[-1]
+    total = [line["rss_mb"] + sum(line.get("workers_rss_mb", [])) for line in lines]
+    return {
+        "daemon_cycles": len(lines),
+        "daemon_cycle_s_median": sorted(line["seconds"] for line in lines)[len(lines) // 2],
+        "daemon_peak_rss_mb": max(line["peak_mb"] for line in lines),
+        "daemon_rss_after_warmup_mb": warm["rss_mb"],
+        "daemon_rss_last_mb": last["rss_mb"],
+        "memory_growth_pct": round((last["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"] * 100, 2),
+        "daemon_with_workers_rss_last_mb": round(total[-1], 1),
+    }
+
+
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -196,7 +254,7 @@ def ratio(value: float, floor: float | None) -> float | None:
     return round(value / floor, 3) if floor else None
 
 
-def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> WorkloadResult:
+def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResult:
     python = bench_python()
     corpus_dir = corpus(python, name, seed)
     run_dir = WORK / f"run-{name}"
@@ -206,7 +264,10 @@ def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> Workl
     fig = result.figures
     try:
         floor = floors(python, corpus_dir, run_dir, repeat)
+        result.floors = floor
         config = project_sources(run_dir)
+        startup = aggregator(config, "--version")  # also compiles the bytecode cache before timing
+        startup = aggregator(config, "--version")
         manifest = json.loads((corpus_dir / "manifest.json").read_text())
         counts = manifest["counts"]
 
@@ -231,6 +292,7 @@ def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> Workl
         publish_forced = aggregator(config, "publish")
         news_out, events_out = published_counts(run_dir / "feeds")
         truth_counts = server.get("/_manifest")["counts"]
+        checks = truth_checks(server, run_dir / "feeds")
 
         def med(runs: list[Run]) -> float:
             return sorted(r.seconds for r in runs)[len(runs) // 2]
@@ -245,7 +307,8 @@ def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> Workl
         full_median = med(full)
         fig.update(
             {
-                "sources": manifest["meta"].get("sources") if "meta" in manifest else None,
+                "sources": counts.get("sources"),
+                "cli_startup_s": round(startup.seconds, 3),
                 "full_cycle_s": {"min": round(min(r.seconds for r in full), 3), "median": round(full_median, 3)},
                 "fetch_floor_s": fetch_floor,
                 "parse_floor_s": round(parse_floor, 3),
@@ -272,34 +335,54 @@ def run_workload(name: str, seed: int, repeat: int, memory_cycles: int) -> Workl
                 "unique_news_truth": truth_counts.get("unique_news", counts.get("unique_news")),
                 "unique_events_published": events_out,
                 "unique_events_truth": truth_counts.get("unique_events", counts.get("unique_events")),
+                "events_in_news_truth": truth_counts.get("events_in_news", counts.get("events_in_news")),
+                **checks,
             }
         )
-        if memory_cycles:
-            rss = []
-            for i in range(memory_cycles):
-                rss.append(aggregator(config, "fetch").peak_rss_mb)
-                if i % 10 == 0:
-                    log(f"{name}: memory cycle {i + 1}/{memory_cycles}")
-            fig["memory_growth_pct"] = round((rss[-1] - rss[0]) / rss[0] * 100, 2)
+        if cycles:
+            fig.update(memory_cycles(config, cycles))
     finally:
         server.stop()
     return result
 
 
-def print_table(results: list[WorkloadResult]) -> None:
+def met(value: Any, target: float | None) -> str:
+    """'yes'/'NO' for a figure with a target (lower is better), '' otherwise."""
+    if target is None or not isinstance(value, int | float):
+        return ""
+    return "yes" if value <= target else "NO"
+
+
+def table_lines(results: list[WorkloadResult]) -> list[str]:
+    """The printed table: one row per figure, one column per workload, then the target and whether each met it."""
     keys: list[str] = []
     for r in results:
         keys += [k for k in r.figures if k not in keys]
     width = max(len(k) for k in keys)
-    print("figure".ljust(width), *(r.name.rjust(18) for r in results), "target".rjust(8))
+    head = ["figure".ljust(width), *(r.name.rjust(18) for r in results), "target".rjust(8), "  met"]
+    lines = [" ".join(head)]
     for key in keys:
         cells = []
+        target = TARGETS.get(key)
+        verdicts = []
         for r in results:
             value = r.figures.get(key)
+            verdicts.append(met(value, target))
             if isinstance(value, dict):
                 value = f"{value['min']}/{value['median']}"
             cells.append(str(value).rjust(18))
-        print(key.ljust(width), *cells, str(TARGETS.get(key, "")).rjust(8))
+        verdict = "/".join(v for v in verdicts if v)
+        lines.append(
+            " ".join(
+                [key.ljust(width), *cells, str(target if target is not None else "").rjust(8), "  " + verdict]
+            ).rstrip()
+        )
+    return lines
+
+
+def print_table(results: list[WorkloadResult]) -> None:
+    for line in table_lines(results):
+        print(line)
 
 
 def main() -> int:
@@ -307,14 +390,18 @@ def main() -> int:
     parser.add_argument("--workloads", default="small,medium")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=None, help="timed runs (default 3 small, 1 otherwise)")
+    parser.add_argument(
+        "--cycles", type=int, default=None, help="cycles in one process for memory (default: large 100)"
+    )
     args = parser.parse_args()
     results = []
     for name in args.workloads.split(","):
         repeat = args.repeat or (3 if name == "small" else 1)
-        results.append(run_workload(name, args.seed, repeat, memory_cycles=100 if name == "large" else 0))
+        cycles = args.cycles if args.cycles is not None else (100 if name == "large" else 0)
+        results.append(run_workload(name, args.seed, repeat, cycles))
     print_table(results)
     out = REPO / "bench" / "results" / "latest.json"
-    out.write_text(json.dumps({r.name: r.figures for r in results}, indent=2) + "\n")
+    out.write_text(json.dumps({r.name: {**r.figures, "floors": r.floors} for r in results}, indent=2) + "\n")
     log(f"wrote {out}")
     return 0
 
