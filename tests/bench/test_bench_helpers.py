@@ -1,0 +1,88 @@
+"""The benchmark harness's pure helpers: truth check, memory figures, the results table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    """bench/ is not an installed package: load its modules from the repository by path."""
+    spec = importlib.util.spec_from_file_location(f"bench.{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+truth = _load("truth")
+run = _load("run")
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_news_check_counts_a_tracking_link_repost_as_a_duplicate_and_finds_the_missing_story() -> None:
+    check = truth.check_news(_rows(), (FIXTURES / "news.json").read_text(encoding="utf-8"))
+
+    assert check.as_dict() == {"truth": 3, "published": 4, "matched": 2, "missing": 1, "duplicated": 1, "unknown": 1}
+
+
+def test_event_check_matches_instants_across_zones_and_counts_events_announced_in_news() -> None:
+    check = truth.check_events(_rows(), (FIXTURES / "events.ics").read_bytes())
+
+    # Truth: the Stammtisch (its re-post is the same event), the matchmaking day, the announced forum.
+    # The matchmaking day was published at 09:30Z instead of 08:30Z: missing, and one unknown.
+    assert check.as_dict() == {"truth": 3, "published": 3, "matched": 2, "missing": 1, "duplicated": 0, "unknown": 1}
+
+
+def test_event_key_uses_the_utc_instant_and_ignores_case_and_spacing() -> None:
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    vienna = datetime(2026, 12, 3, 18, 0, tzinfo=ZoneInfo("Europe/Vienna"))
+    assert truth.event_key("Wasserstoff-Stammtisch\u00a0 LINZ", vienna) == (
+        "wasserstoff-stammtisch linz",
+        "2026-12-03T17:00:00Z",
+    )
+    assert truth.event_key("Holzbau-Forum", date(2027, 1, 12)) == ("holzbau-forum", "2027-01-12")
+
+
+def test_memory_growth_is_measured_from_the_end_of_the_warm_up_to_the_last_cycle() -> None:
+    lines = [
+        {"cycle": i, "seconds": 2.0 + i / 100, "rss_mb": rss, "peak_mb": rss + 20, "workers_rss_mb": [60.0, 61.0]}
+        for i, rss in enumerate([150.0, 180.0, 200.0, 200.5, 201.0, 201.0, 201.5, 202.0, 202.0, 202.0, 204.0, 203.0], 1)
+    ]
+    assert run.memory_figures(lines) == {
+        "daemon_cycles": 12,
+        "daemon_cycle_s_median": 2.07,
+        "daemon_peak_rss_mb": 224.0,
+        "daemon_rss_after_warmup_mb": 150.0,
+        "daemon_rss_last_mb": 203.0,
+        "memory_growth_pct": 35.33,
+        "daemon_with_workers_rss_last_mb": 324.0,
+    }
+
+
+def test_table_marks_each_target_met_or_missed() -> None:
+    small = run.WorkloadResult(
+        "small", {"full_cycle_s": {"min": 7.3, "median": 8.5}, "unchanged_cycle_vs_fetch_304": 1.1}
+    )
+    medium = run.WorkloadResult("medium", {"unchanged_cycle_vs_fetch_304": 2.6, "files_written": 4166})
+
+    assert run.table_lines([small, medium]) == [
+        "figure                                    small             medium   target   met",
+        "full_cycle_s                            7.3/8.5               None",
+        "unchanged_cycle_vs_fetch_304                1.1                2.6      1.3   yes/NO",
+        "files_written                              None               4166",
+    ]
