@@ -450,6 +450,8 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             entry["files"] = {p: _stamp(feeds_dir / p) for p in scope_paths}
     _save_state(state_path, feeds_dir, done_scopes)
     removed: list[str] = []
+    for directory in (feeds_dir, feeds_dir / "sources", feeds_dir / "tags"):
+        _files.remove_abandoned_temporaries(directory)
     for folder in ("sources", "tags"):
         keep = {Path(p).name for s in scopes for p in s.paths if p.startswith(folder + "/")}
         removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, keep, _FEED_SUFFIXES)]

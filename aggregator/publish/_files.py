@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -104,3 +105,24 @@ def remove_stale(directory: Path, keep: Iterable[str], suffixes: tuple[str, ...]
     if removed:
         fsync_directory(directory)
     return tuple(removed)
+
+
+def remove_abandoned_temporaries(directory: Path, *, older_than: float = 3600.0) -> int:
+    """Delete our hidden ``.NAME.PID.tmp`` files left by a writer that was killed mid-write.
+
+    Only old ones: a live writer's temporary is seconds old. Returns how many went.
+    """
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than
+    count = 0
+    for entry in directory.iterdir():
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if entry.is_file() and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                count += 1
+        except OSError:
+            continue  # gone already, or not ours to remove: never a reason to fail a publish
+    return count

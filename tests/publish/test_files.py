@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import subprocess
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,3 +128,18 @@ def test_disk_full_raises_publish_error_removes_the_temporary_file_and_keeps_the
     assert str(caught.value) == f"{feeds_dir / 'news.xml'}: cannot write: File too large"
     assert (feeds_dir / "news.xml").read_bytes() == old
     assert [p.name for p in feeds_dir.rglob(".*")] == []
+
+
+def test_temporaries_abandoned_by_a_killed_writer_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    from aggregator.publish._files import remove_abandoned_temporaries
+
+    old = tmp_path / ".news.xml.4242.tmp"
+    fresh = tmp_path / ".events.ics.4343.tmp"
+    mine = tmp_path / "notes.tmp"
+    for path in (old, fresh, mine):
+        path.write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    os.utime(mine, (two_hours_ago, two_hours_ago))
+    assert remove_abandoned_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".events.ics.4343.tmp", "notes.tmp"]
