@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from urllib.parse import quote
@@ -183,8 +183,7 @@ def _event(item: StoredEvent, uid: str) -> _Rendered:
     rule = rrule_value(record.rrule, all_day, zone) if record.rrule else None
     if rule:
         lines.append(f"RRULE:{rule}")
-    # One value per line: several clients read only the first of a comma-separated list.
-    lines += [_date_value("RDATE", v, zone, all_day, start_time) for v in record.rdates]
+    # RDATEs never reach this point (see _without_rdates).
     lines += [_date_value("EXDATE", v, zone, all_day, start_time) for v in record.exdates]
     lines.append(f"SUMMARY:{escape_text(plain_title(record.title))}")
     if record.location and (location := escape_text(plain_text(record.location))):
@@ -263,6 +262,47 @@ def unique_uids(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:
     return out
 
 
+def _without_rdates(pairs: Iterable[tuple[StoredEvent, str]]) -> list[tuple[StoredEvent, str]]:
+    """Each RDATE published as an event of its own (UID ``UID-rdate-STAMP``), the series without RDATE.
+
+    RFC 5545 allows RDATE, but node-ical (and so the clients built on it) ignores
+    it, so the same calendar shows different events in different apps. Plain
+    events with the series' title, place and length read the same everywhere.
+    """
+    out: list[tuple[StoredEvent, str]] = []
+    for item, uid in pairs:
+        record = item.record
+        if not record.rdates:
+            out.append((item, uid))
+            continue
+        out.append((replace(item, record=replace(record, rdates=())), uid))
+        length = _length(record)
+        skipped = set(record.exdates)
+        for when in record.rdates:
+            if when in skipped or isinstance(when, datetime) != isinstance(record.start, datetime):
+                continue
+            instance = replace(
+                record,
+                start=when,
+                end=when + length if length is not None else None,
+                rrule=None,
+                rdates=(),
+                exdates=(),
+                recurrence_id=None,
+            )
+            stamp = when.strftime("%Y%m%dT%H%M%S") if isinstance(when, datetime) else when.strftime("%Y%m%d")
+            out.append((replace(item, record=instance), f"{uid}-rdate-{stamp}"))
+    return out
+
+
+def _length(record: EventRecord) -> timedelta | None:
+    start, end = record.start, record.end
+    if end is None or isinstance(start, datetime) != isinstance(end, datetime):
+        return None
+    length = end - start
+    return length if length > timedelta(0) else None
+
+
 def _order(pair: tuple[StoredEvent, str]) -> tuple[object, ...]:
     item, uid = pair
     record = item.record
@@ -284,7 +324,7 @@ def render_ics(
     year: int,
 ) -> bytes:
     """A VCALENDAR of ``events`` (already filtered and de-duplicated), VTIMEZONEs for every TZID used."""
-    pairs = sorted(unique_uids(events), key=_order)
+    pairs = sorted(_without_rdates(unique_uids(events)), key=_order)
     rendered = [_event(item, uid) for item, uid in pairs]
     zones: dict[str, list[int]] = {}
     for part in rendered:

@@ -153,7 +153,7 @@ def test_series_keeps_rrule_exdate_and_moved_instance(feeds_dir, cluster_input):
     assert lines.index("SUMMARY:Funding clinic (weekly)") < lines.index("SUMMARY:Funding clinic (moved)")
 
 
-def test_rdates_and_exdates_are_written_one_per_line(feeds_dir, publish_input, make_event):
+def test_rdates_become_events_of_their_own_and_exdates_are_written_one_per_line(feeds_dir, publish_input, make_event):
     series = make_event(
         "alpha", "board@alpha.clusterfeeds.example", "Board meeting",
         datetime(2027, 1, 12, 17, 0, tzinfo=VIENNA), datetime(2027, 1, 12, 18, 0, tzinfo=VIENNA),
@@ -163,13 +163,21 @@ def test_rdates_and_exdates_are_written_one_per_line(feeds_dir, publish_input, m
     )  # fmt: skip
     publish(feeds_dir, publish_input(events=[series]))
     lines = _event_lines(feeds_dir)
+    # node-ical ignores RDATE: each extra date is published as a plain event of the same length.
     assert [line for line in lines if line.startswith(("RDATE", "EXDATE", "RRULE"))] == [
         "RRULE:FREQ=MONTHLY;BYDAY=2TU;UNTIL=20270630T215959Z",
-        "RDATE;TZID=Europe/Vienna:20270209T170000",
-        "RDATE;TZID=Europe/Vienna:20270413T180000",
         "EXDATE;TZID=Europe/Vienna:20270309T170000",
         "EXDATE;TZID=Europe/Vienna:20270511T170000",
     ]
+    assert [line for line in lines if line.startswith("UID:")] == [
+        "UID:board@alpha.clusterfeeds.example",
+        "UID:board@alpha.clusterfeeds.example-rdate-20270209T170000",
+        "UID:board@alpha.clusterfeeds.example-rdate-20270413T160000",
+    ]
+    assert "DTSTART;TZID=Europe/Vienna:20270209T170000" in lines
+    assert "DTEND;TZID=Europe/Vienna:20270209T180000" in lines
+    assert "DTSTART;TZID=Europe/Vienna:20270413T180000" in lines
+    assert "DTEND;TZID=Europe/Vienna:20270413T190000" in lines
 
 
 def test_until_of_a_zoned_series_is_converted_to_utc(feeds_dir, publish_input, make_event):
