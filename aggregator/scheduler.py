@@ -72,7 +72,9 @@ def first_run_time(source: SourceConfig, next_run: datetime | None, now: datetim
     """Resume from the stored schedule; overdue and new sources are spread out, not stormed."""
     if next_run is not None and next_run > now:
         return next_run
-    spread = min(source.interval.total_seconds() / 10, 30.0 if next_run is None else 300.0)
+    # A source never fetched starts within seconds (a new install shows feeds at once; the fetcher's
+    # global and per-host limits keep that polite); overdue ones spread over up to five minutes.
+    spread = min(source.interval.total_seconds() / 10, 8.0 if next_run is None else 300.0)
     return now + timedelta(seconds=random.uniform(0, max(spread, 0.5)))
 
 
