@@ -13,6 +13,7 @@ ids and uids) is shared with the CSS-selector parser in ``parse/html.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import re
@@ -137,6 +138,46 @@ def event_uid(source: str, link: str | None, title: str, start: datetime | date)
     anchor = canonical_url(link) or title
     digest = hashlib.sha256(f"{source}\x1f{anchor}\x1f{start.isoformat()}".encode()).hexdigest()[:32]
     return f"{digest}@clusterfeeds"
+
+
+_PAGE_STRATEGIES = frozenset(
+    {Strategy.SELECTORS, Strategy.LISTING, Strategy.JSON_LD, Strategy.MICRODATA, Strategy.RDFA,
+     Strategy.MICROFORMATS, Strategy.TITLE_TEXT, Strategy.DETAIL_PAGE}
+)  # fmt: skip
+
+
+def with_link_uids(found: Sequence[Record], *, page_url: str) -> list[Record]:
+    """Page events whose own link is unique on the page take their uid from (source, link) alone.
+
+    An event's page is its identity: when the organiser moves it to another day,
+    the same uid (with a higher SEQUENCE) moves it in every subscribed calendar
+    instead of leaving the old date behind as a second event. Links shared by
+    several events on the page (a generic "events" page), or pointing back at
+    the page itself, keep the uid that includes the start.
+    """
+    own_page = canonical_url(page_url)
+    links: dict[str, int] = {}
+    for record in found:
+        if isinstance(record, EventRecord) and record.strategy in _PAGE_STRATEGIES and record.link:
+            key = canonical_url(record.link)
+            if key is not None:
+                links[key] = links.get(key, 0) + 1
+    if not links:
+        return list(found)
+    records: list[Record] = []
+    for record in found:
+        key = canonical_url(record.link) if isinstance(record, EventRecord) and record.link else None
+        if (
+            isinstance(record, EventRecord)
+            and record.strategy in _PAGE_STRATEGIES
+            and key is not None
+            and key != own_page
+            and links.get(key) == 1
+        ):
+            digest = hashlib.sha256(f"{record.source}\x1f{key}".encode()).hexdigest()[:32]
+            record = dataclasses.replace(record, uid=f"{digest}@clusterfeeds")
+        records.append(record)
+    return records
 
 
 def normalised_title(title: str) -> str:

@@ -37,7 +37,7 @@ from lxml.html import HtmlElement
 from aggregator.config import SourceConfig
 from aggregator.errors import ParseError
 from aggregator.extract.announce import announced_events
-from aggregator.extract.listing import find_listings, normalised_title
+from aggregator.extract.listing import find_listings, normalised_title, with_link_uids
 from aggregator.extract.structured import extract_structured
 from aggregator.records import EventRecord, Explanation, NewsRecord, ParseResult, Problem, Record, Strategy
 from aggregator.urls import absolute_url
@@ -209,7 +209,7 @@ def parse_auto(
                 Explanation(f"link rel=alternate {discovered}", True, "feed discovered: page listings not used")
             )
         return ParseResult(
-            records=tuple(merge_records(events)),
+            records=tuple(with_link_uids(merge_records(events), page_url=url)),
             problems=(*damage, *structured.problems),
             discovered_url=discovered,
             explanations=tuple(explanations),
@@ -219,7 +219,7 @@ def parse_auto(
     page_records = [*structured.records, *listing.records]
     news = [r for r in page_records if isinstance(r, NewsRecord)]
     announced = announced_events(news, source=source, reference=fetched_at)
-    records = merge_records([*page_records, *announced])
+    records = with_link_uids(merge_records([*page_records, *announced]), page_url=url)
     return ParseResult(
         records=tuple(records),
         problems=(*damage, *structured.problems, *listing.problems),

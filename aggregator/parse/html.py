@@ -14,7 +14,7 @@ from bs4 import BeautifulSoup, Tag
 
 from aggregator.config import SourceConfig
 from aggregator.errors import ParseError
-from aggregator.extract.listing import MORE_WORDS, BlockFields, event_from_fields, news_from_fields
+from aggregator.extract.listing import MORE_WORDS, BlockFields, event_from_fields, news_from_fields, with_link_uids
 from aggregator.records import ParseResult, Problem, Record, RecordKind, Strategy
 from aggregator.sanitize import clean_text
 from aggregator.urls import absolute_url
@@ -124,4 +124,4 @@ def parse_selectors(body: bytes, *, source: SourceConfig, url: str, fetched_at: 
         if record is not None and record.key not in seen:
             seen.add(record.key)
             records.append(record)
-    return ParseResult(records=tuple(records), problems=tuple(problems))
+    return ParseResult(records=tuple(with_link_uids(records, page_url=url)), problems=tuple(problems))
