@@ -19,6 +19,7 @@ from typing import Any
 from lxml.html import HtmlElement
 
 from aggregator.config import SourceConfig
+from aggregator.extract import dates
 from aggregator.extract.dates import When
 from aggregator.extract.listing import iso_value, make_event, news_id, to_aware
 from aggregator.records import EventRecord, EventStatus, NewsRecord, Problem, Record, Strategy
@@ -87,7 +88,12 @@ def extract_structured(
                 problems.append(Problem(source.name, "microformats nested too deeply to read; skipped"))
         for index, node in enumerate(nodes):
             record, problem = record_from_node(
-                node, source=source, base_url=base_url, strategy=syntax, where=f"{syntax.value} item {index + 1}"
+                node,
+                source=source,
+                base_url=base_url,
+                strategy=syntax,
+                where=f"{syntax.value} item {index + 1}",
+                reference=fetched_at,
             )
             if problem is not None:
                 problems.append(problem)
@@ -343,29 +349,65 @@ def _address(value: Any) -> str:
 
 
 def record_from_node(
-    node: Node, *, source: SourceConfig, base_url: str, strategy: Strategy, where: str
+    node: Node,
+    *,
+    source: SourceConfig,
+    base_url: str,
+    strategy: Strategy,
+    where: str,
+    reference: datetime | None = None,
 ) -> tuple[Record | None, Problem | None]:
-    """An event or news record from one schema.org node; other types give (None, None)."""
+    """An event or news record from one schema.org node; other types give (None, None).
+
+    ``reference`` (the page's date or fetch time) lets dates written as text
+    rather than ISO 8601 be read too, as RDFa and microdata pages often do.
+    """
     if is_event(node):
-        return _event(node, source=source, base_url=base_url, strategy=strategy, where=where)
+        return _event(node, source=source, base_url=base_url, strategy=strategy, where=where, reference=reference)
     if is_news(node):
         return _news(node, source=source, base_url=base_url, strategy=strategy), None
     return None, None
 
 
+def _text_date(text: str, source: SourceConfig, reference: datetime | None) -> datetime | date | None:
+    """A date written for people ("21. Jänner 2027, 17:30 Uhr"), read by the multilingual reader."""
+    if not text or reference is None:
+        return None
+    return dates.read_date(text, tz=source.timezone, reference=reference)
+
+
+def _end_text_date(
+    text: str, start: datetime | date, source: SourceConfig, reference: datetime | None
+) -> datetime | date | None:
+    """An end written as text, possibly only a time ("20:00 Uhr") on the start's day."""
+    end = _text_date(text, source, reference)
+    if end is None and isinstance(start, datetime) and reference is not None and text:
+        when = dates.read_when(
+            f"{start.date().isoformat()}, {start.strftime('%H:%M')} – {text}", tz=source.timezone, reference=reference
+        )
+        end = when.end if when is not None else None
+    return end
+
+
 def _event(
-    node: Node, *, source: SourceConfig, base_url: str, strategy: Strategy, where: str
+    node: Node,
+    *,
+    source: SourceConfig,
+    base_url: str,
+    strategy: Strategy,
+    where: str,
+    reference: datetime | None = None,
 ) -> tuple[EventRecord | None, Problem | None]:
     title = _text(node.get("name"))
     if not title:
         return None, Problem(source.name, "event without a name", where)
     start_text = _text(node.get("startDate"))
-    start = iso_value(start_text, source.timezone)
+    start = iso_value(start_text, source.timezone) or _text_date(start_text, source, reference)
     if start is None:
         message = f"unreadable startDate {start_text!r}" if start_text else "event without a startDate"
         return None, Problem(source.name, f"{message}: {title!r}", where)
     end_text = _text(node.get("endDate"))
-    end = iso_value(end_text, source.timezone)
+    end = iso_value(end_text, source.timezone) or _end_text_date(end_text, start, source, reference)
     problem: Problem | None = None
     if end_text and end is None:
         problem = Problem(source.name, f"unreadable endDate {end_text!r}: {title!r}", where)

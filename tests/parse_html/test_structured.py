@@ -1,4 +1,4 @@
-"""Structured data (JSON-LD, microdata, microformats) -> records, merged with the visible list."""
+"""Structured data (JSON-LD, microdata, RDFa, microformats) -> records, merged with the visible list."""
 
 from __future__ import annotations
 
@@ -139,3 +139,30 @@ def test_microformats_h_event_and_h_entry():
         ("Oat Innovation Day", date(2026, 6, 4), date(2026, 6, 5), "Turku", Strategy.MICROFORMATS),
     ]
     assert str(result.events[0].start.tzinfo) == "Europe/Helsinki"
+
+
+def test_rdfa_event_with_dates_written_for_people_and_an_end_that_is_only_a_time():
+    url = "https://www.mechatronik-cluster.example/veranstaltungen/"
+    result = parse_auto(
+        page("rdfa_events_text_dates.html"),
+        source=source("mechatronik", url, "Europe/Vienna"),
+        url=url,
+        content_type="text/html",
+        fetched_at=at("Europe/Vienna", 2026, 11, 26, 12),
+        explain=False,
+    )
+    assert [
+        (e.title, e.start.isoformat(), e.end.isoformat() if e.end else None, e.timezone, e.location, e.link, e.strategy)
+        for e in result.events
+    ] == [
+        (
+            "Mechatronik-Stammtisch Steyr",
+            "2027-01-21T17:30:00+01:00",
+            "2027-01-21T20:00:00+01:00",
+            "Europe/Vienna",
+            "FH Oberösterreich, Campus Steyr, Wehrgrabengasse 1-3, 4400 Steyr",
+            "https://www.mechatronik-cluster.example/veranstaltungen/stammtisch-steyr",
+            Strategy.RDFA,
+        )
+    ]
+    assert result.problems == ()
