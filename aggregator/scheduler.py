@@ -15,14 +15,12 @@ import multiprocessing
 import random
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -36,7 +34,7 @@ from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
 from aggregator.records import Validators
 from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
-from aggregator.serve import build_app, server_config
+from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store.base import Store
 
 __all__ = ["Daemon", "DaemonOptions"]
@@ -58,14 +56,6 @@ class DaemonOptions:
     port: int | None = None
     base_url: str | None = None
     parse_workers: int = 2
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the daemon owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def first_run_time(source: SourceConfig, next_run: datetime | None, now: datetime) -> datetime:
@@ -118,7 +108,7 @@ class Daemon:
             max_age=self._max_age(),
             health=self._health,
         )
-        server = _QuietServer(server_config(app, host, port))
+        server = EmbeddedServer(server_config(app, host, port))
         try:
             self._publish_now()  # serve what the store already holds, at once
             self.scheduler = AsyncIOScheduler(timezone=UTC)

@@ -12,6 +12,7 @@ at once.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -20,7 +21,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -46,6 +47,7 @@ __all__ = [
     "H11_MAX_INCOMPLETE_EVENT_SIZE",
     "MAX_HEADER_BYTES",
     "MAX_URL_BYTES",
+    "EmbeddedServer",
     "build_app",
     "path_class",
     "server_config",
@@ -129,6 +131,14 @@ def build_app(
         middleware=[Middleware(_Guard, metrics=metrics)],
         exception_handlers={404: _on_not_found},
     )
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the daemon that embeds it owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:

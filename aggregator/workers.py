@@ -23,7 +23,7 @@ import queue
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.context import ForkServerProcess
@@ -31,8 +31,6 @@ from multiprocessing.queues import Queue as ProcessQueue
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Literal
-
-import uvicorn
 
 from aggregator import USER_AGENT
 from aggregator import config as config_module
@@ -43,7 +41,7 @@ from aggregator.logs import configure_logging, log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Pipeline
 from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
-from aggregator.serve import build_app, server_config
+from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store.base import Store
 
 __all__ = [
@@ -320,14 +318,6 @@ async def _worker_async(spec: _WorkerSpec, stop: ProcessEvent, updates: ProcessQ
 # ---- the parent ---------------------------------------------------------------------------------
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the parent owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass(slots=True)
 class _Slot:
     process: ForkServerProcess
@@ -381,7 +371,7 @@ class Coordinator:
             max_age=self._max_age(),
             health=self._health,
         )
-        server = _QuietServer(server_config(app, host, port))
+        server = EmbeddedServer(server_config(app, host, port))
         for slot in range(len(self._slots)):
             self._spawn(slot)
         serving = asyncio.create_task(server.serve())
