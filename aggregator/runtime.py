@@ -6,19 +6,62 @@ the database, take the data-directory lock and publish in exactly one way.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 from aggregator.config import Config
 from aggregator.errors import StoreError
+from aggregator.metrics import Metrics
 from aggregator.publish import PublishInput, PublishReport, publish
+from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
 from aggregator.store.base import Store
 
-__all__ = ["DataDirLock", "base_url_of", "open_configured_store", "publish_from_store"]
+__all__ = [
+    "DataDirLock",
+    "base_url_of",
+    "cache_max_age",
+    "feeds_server",
+    "install_signal_handlers",
+    "open_configured_store",
+    "publish_from_store",
+]
+
+
+def cache_max_age(config: Config) -> int:
+    """Cache-Control for served files: a fraction of the shortest interval, 1-15 minutes."""
+    shortest = min((s.interval for s in config.sources), default=timedelta(minutes=30))
+    return int(min(max(shortest.total_seconds() / 4, 60), 900))
+
+
+def feeds_server(
+    config: Config,
+    *,
+    host: str | None,
+    port: int | None,
+    metrics: Metrics,
+    is_ready: Callable[[], bool],
+    health: Callable[[], Mapping[str, object]],
+) -> EmbeddedServer:
+    """The HTTP front of a daemon (single-process or worker parent): feeds/, health, metrics."""
+    app = build_app(config.feeds_dir, metrics=metrics, is_ready=is_ready, max_age=cache_max_age(config), health=health)
+    listen_host = host or config.server.host
+    listen_port = port if port is not None else config.server.port
+    return EmbeddedServer(server_config(app, listen_host, listen_port))
+
+
+def install_signal_handlers(stop: asyncio.Event, reload: Callable[[str], Awaitable[None]]) -> None:
+    """SIGTERM/SIGINT set ``stop`` (running work finishes); SIGHUP re-reads the configuration."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload("SIGHUP")))
 
 
 def open_configured_store(config: Config) -> Store:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import multiprocessing
 import random
-import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -33,8 +32,14 @@ from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
 from aggregator.records import Validators
-from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
-from aggregator.serve import EmbeddedServer, build_app, server_config
+from aggregator.runtime import (
+    DataDirLock,
+    base_url_of,
+    feeds_server,
+    install_signal_handlers,
+    open_configured_store,
+    publish_from_store,
+)
 from aggregator.store.base import Store
 
 __all__ = ["Daemon", "DaemonOptions"]
@@ -97,18 +102,10 @@ class Daemon:
         self.pipeline = Pipeline(self.config, self.store, fetcher, executor=executor, metrics=self.metrics)
         host = self.options.host or self.config.server.host
         port = self.options.port if self.options.port is not None else self.config.server.port
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
-        app = build_app(
-            self.config.feeds_dir,
-            metrics=self.metrics,
-            is_ready=lambda: self._ready,
-            max_age=self._max_age(),
-            health=self._health,
+        install_signal_handlers(self._stop, self.reload)
+        server = feeds_server(
+            self.config, host=host, port=port, metrics=self.metrics, is_ready=lambda: self._ready, health=self._health
         )
-        server = EmbeddedServer(server_config(app, host, port))
         try:
             self._publish_now()  # serve what the store already holds, at once
             self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -159,11 +156,6 @@ class Daemon:
         except OSError:
             return None
         return info.st_mtime_ns, info.st_ino
-
-    def _max_age(self) -> int:
-        """Cache-Control for served files: a fraction of the shortest interval, 1-15 minutes."""
-        shortest = min((s.interval for s in self.config.sources), default=timedelta(minutes=30))
-        return int(min(max(shortest.total_seconds() / 4, 60), 900))
 
     # ---- scheduling ------------------------------------------------------------------------
 

@@ -40,8 +40,13 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import configure_logging, log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Pipeline
-from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
-from aggregator.serve import EmbeddedServer, build_app, server_config
+from aggregator.runtime import (
+    base_url_of,
+    feeds_server,
+    install_signal_handlers,
+    open_configured_store,
+    publish_from_store,
+)
 from aggregator.store.base import Store
 
 __all__ = [
@@ -360,18 +365,15 @@ class Coordinator:
     async def _serve(self) -> int:
         host = self.options.host or self.config.server.host
         port = self.options.port if self.options.port is not None else self.config.server.port
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
-        app = build_app(
-            self.config.feeds_dir,
+        install_signal_handlers(self._stop, self.reload)
+        server = feeds_server(
+            self.config,
+            host=host,
+            port=port,
             metrics=self.metrics,
             is_ready=lambda: self._ready,
-            max_age=self._max_age(),
             health=self._health,
         )
-        server = EmbeddedServer(server_config(app, host, port))
         for slot in range(len(self._slots)):
             self._spawn(slot)
         serving = asyncio.create_task(server.serve())
@@ -422,11 +424,6 @@ class Coordinator:
             return self.options.config_path.stat().st_mtime
         except OSError:
             return None
-
-    def _max_age(self) -> int:
-        """Cache-Control for served files: a fraction of the shortest interval, 1-15 minutes."""
-        shortest = min((s.interval for s in self.config.sources), default=timedelta(minutes=30))
-        return int(min(max(shortest.total_seconds() / 4, 60), 900))
 
     # ---- workers ----------------------------------------------------------------------------
 

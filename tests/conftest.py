@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import PostgresServer, PostgresUnavailable
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -29,3 +30,19 @@ def fixture_bytes(fixture_path: Callable[[str], Path]) -> Callable[[str], bytes]
         return fixture_path(relative).read_bytes()
 
     return read
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole session, shared by the store and worker tests.
+
+    Started only when a test asks for it; skips those tests if PostgreSQL is missing.
+    """
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

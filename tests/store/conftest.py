@@ -6,22 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import PostgresServer, PostgresUnavailable
+from pgserver import PostgresServer
 
 from aggregator.store import SqlStore, open_store
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One throwaway cluster for the whole session (skips the tests if PostgreSQL is missing)."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from pgserver import PostgresServer, PostgresUnavailable
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "workers"
 CONTENT_TYPES = {".xml": "application/rss+xml; charset=utf-8", ".ics": "text/calendar; charset=utf-8"}
@@ -106,19 +105,6 @@ class CorpusServer:
 def corpus() -> Iterator[CorpusServer]:
     with CorpusServer(CORPUS) as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One throwaway cluster for this area's tests (skips them if PostgreSQL is missing)."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def corpus_names() -> list[str]:
