@@ -1,12 +1,23 @@
-"""Many fetch + publish cycles in ONE process, as the daemon runs them: memory over time.
+"""The benchmark's cycles in ONE long-lived process, as the daemon runs them.
 
-``aggregator run`` cannot be told to poll 100 times quickly (intervals are at least a
-minute), so this drives the daemon's own parts, the same ``Pipeline`` over one store,
-one fetcher and one process pool, then ``publish_from_store``, back to back. After each
-cycle it prints one JSON line: the cycle, its seconds, the outcomes, and this process's
-resident memory (VmRSS) and peak (VmHWM) from /proc, plus the pool workers' RSS.
+The daemon keeps one store, one fetcher and one parse pool for its whole life, so
+its cycles pay no interpreter start-up, no imports and no pool start. This drives
+those same parts (``Pipeline.run_all`` then ``publish_from_store``) through a plan
+of steps and prints one JSON line per step: its seconds, the outcomes, the files
+written, and this process's resident memory (VmRSS) and peak (VmHWM) from /proc,
+plus the pool workers' RSS.
 
-usage: python -m bench.cycles --config SOURCES_TOML --cycles N
+Steps (comma-separated ``--plan``):
+  full, unchanged, changed, cycle
+                   run_all + publish (the names only label the line: the first cold cycle,
+                   one where everything answers 304, one after a mutation, any other)
+  store            run_all only (fetch + parse + store, nothing published: the newsboat pairing)
+  mutate:F         POST /_mutate?fraction=F to ``--server`` (not timed as a cycle)
+  publish          publish alone, nothing changed since the last publish
+  publish-forced   feeds/ deleted first, so every file is rendered and written again
+  memory:N         N unchanged cycles (run_all + publish), one line each
+
+usage: python -m bench.cycles --config SOURCES_TOML --plan full,cycle,... [--server URL] [--seed N]
 """
 
 from __future__ import annotations
@@ -16,18 +27,23 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import sys
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aggregator import USER_AGENT
 from aggregator import config as config_module
+from aggregator.config import Config
 from aggregator.fetch import Fetcher
-from aggregator.pipeline import Pipeline
+from aggregator.pipeline import Pipeline, SourceOutcome
 from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
+from aggregator.store.base import Store
 
 
 def proc_status_kb(pid: int | str, field: str) -> int:
@@ -41,47 +57,142 @@ def proc_status_kb(pid: int | str, field: str) -> int:
     return 0
 
 
-async def run(config_path: Path, cycles: int) -> None:
-    config = config_module.load(config_path)
-    store = open_configured_store(config)
-    fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
-    executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
-    pipeline = Pipeline(config, store, fetcher, executor=executor)
-    chosen = [s for s in config.sources if s.enabled]
+def pss_kb(pid: int | str) -> int:
+    """Proportional set size: shared copy-on-write pages of forked pool workers counted once in a sum."""
     try:
-        for cycle in range(1, cycles + 1):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+class Driver:
+    """One store, fetcher, pool and pipeline for every step, like ``aggregator run``."""
+
+    def __init__(self, config: Config, store: Store, server: str | None, seed: int) -> None:
+        self.config = config
+        self.store = store
+        self.server = server
+        self.seed = seed
+        self.fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
+        self.executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
+        self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor)
+        self.sources = [s for s in config.sources if s.enabled]
+
+    async def close(self) -> None:
+        await self.fetcher.aclose()
+        self.executor.shutdown()
+
+    async def cycle(self, *, publish: bool = True) -> tuple[list[SourceOutcome], int]:
+        outcomes = await self.pipeline.run_all(self.sources)
+        written = await self.publish() if publish else 0
+        return outcomes, written
+
+    async def publish(self) -> int:
+        report = await asyncio.to_thread(
+            publish_from_store, self.config, self.store, now=datetime.now(UTC), base_url=base_url_of(self.config)
+        )
+        return len(report.written)
+
+    def mutate(self, fraction: str) -> dict[str, Any]:
+        if not self.server:
+            raise SystemExit("mutate needs --server")
+        return self.server_call("POST", f"/_mutate?fraction={fraction}&seed={self.seed}")
+
+    def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
+        workers = getattr(self.executor, "_processes", {}) or {}
+        return {
+            "step": step,
+            "seconds": round(seconds, 3),
+            "outcomes": dict(Counter(str(o.outcome) for o in outcomes or [])),
+            "new": sum(o.summary.new for o in outcomes or []),
+            "updated": sum(o.summary.updated for o in outcomes or []),
+            "written": written,
+            "rss_mb": round(proc_status_kb("self", "VmRSS") / 1024, 1),
+            "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
+            "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
+            "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *workers]) / 1024, 1),
+        }
+
+    def server_call(self, method: str, path: str) -> dict[str, Any]:
+        assert self.server
+        request = urllib.request.Request(f"{self.server}{path}", method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+    async def step(self, step: str) -> list[dict[str, Any]]:
+        """Run one step; with ``--server`` each line also carries the server's counts for that step."""
+        if self.server and not step.startswith(("mutate", "memory")):
+            self.server_call("POST", "/_stats/reset")
+            lines = await self.timed_step(step)
+            stats = self.server_call("GET", "/_stats")
+            for line in lines:
+                line["server"] = {k: stats.get(k) for k in ("requests", "200s", "304s", "bytes_sent")}
+            return lines
+        return await self.timed_step(step)
+
+    async def timed_step(self, step: str) -> list[dict[str, Any]]:
+        name, _, arg = step.partition(":")
+        if name == "mutate":
             started = time.perf_counter()
-            outcomes = await pipeline.run_all(chosen)
-            report = await asyncio.to_thread(
-                publish_from_store, config, store, now=datetime.now(UTC), base_url=base_url_of(config)
-            )
-            seconds = time.perf_counter() - started
-            gc.collect()
-            workers = getattr(executor, "_processes", {}) or {}
-            line = {
-                "cycle": cycle,
-                "seconds": round(seconds, 3),
-                "outcomes": dict(Counter(str(o.outcome) for o in outcomes)),
-                "written": len(report.written),
-                "rss_mb": round(proc_status_kb("self", "VmRSS") / 1024, 1),
-                "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
-                "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
-            }
-            print(json.dumps(line), flush=True)
+            answer = self.mutate(arg or "0.1")
+            line = self.line(step, time.perf_counter() - started, None, 0)
+            line["changes"] = len(answer.get("changes", []))
+            return [line]
+        if name == "memory":
+            lines = []
+            for i in range(int(arg or "10")):
+                started = time.perf_counter()
+                cycle_outcomes, cycle_written = await self.cycle()
+                seconds = time.perf_counter() - started
+                gc.collect()
+                lines.append(self.line(f"memory:{i + 1}", seconds, cycle_outcomes, cycle_written))
+                print(json.dumps(lines[-1]), flush=True)
+            return []
+        started = time.perf_counter()
+        outcomes: list[SourceOutcome] | None = None
+        if name in ("full", "unchanged", "changed", "cycle"):
+            outcomes, written = await self.cycle()
+        elif name == "store":
+            outcomes, written = await self.cycle(publish=False)
+        elif name == "publish":
+            written = await self.publish()
+        elif name == "publish-forced":
+            shutil.rmtree(self.config.feeds_dir, ignore_errors=True)
+            started = time.perf_counter()
+            written = await self.publish()
+        else:
+            raise SystemExit(f"unknown step {step!r}")
+        return [self.line(step, time.perf_counter() - started, outcomes, written)]
+
+
+async def run(config: Config, plan: list[str], server: str | None, seed: int) -> None:
+    store = open_configured_store(config)
+    driver = Driver(config, store, server, seed)
+    try:
+        for step in plan:
+            for line in await driver.step(step):
+                print(json.dumps(line), flush=True)
     finally:
-        await fetcher.aclose()
-        executor.shutdown()
+        await driver.close()
         store.close()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--cycles", type=int, default=100)
+    parser.add_argument("--plan", default="full,memory:10")
+    parser.add_argument("--server", help="the corpus server's base URL (for mutate steps)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cycles", type=int, help="shorthand for --plan full,memory:N (earlier interface)")
     args = parser.parse_args()
+    plan = ["full", f"memory:{args.cycles}"] if args.cycles else args.plan.split(",")
     config = config_module.load(args.config)
     with DataDirLock(config.data_dir):
-        asyncio.run(run(args.config, args.cycles))
+        asyncio.run(run(config, plan, args.server, args.seed))
     return 0
 
 

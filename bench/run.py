@@ -217,17 +217,39 @@ def truth_checks(server: CorpusServer, feeds: Path) -> dict[str, int]:
     return out
 
 
-def memory_cycles(config: Path, cycles: int) -> dict[str, Any]:
-    """``cycles`` unchanged fetch + publish cycles in ONE process (bench.cycles); RSS after each."""
-    log(f"{cycles} cycles in one process (bench.cycles)")
-    out = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.cycles", "--config", str(config), "--cycles", str(cycles)],
-        capture_output=True, text=True, cwd=REPO, env=child_env(), check=False,
+def drive(
+    config: Path, plan: list[str], server: str, seed: int
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], Run]:
+    """Run ``plan`` in ONE process (bench.cycles, the daemon's own parts); its lines by step, memory lines."""
+    log(f"one process: {','.join(plan)}")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.cycles", "--config", str(config), "--plan",
+         ",".join(plan), "--server", server, "--seed", str(seed)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=child_env(),
     )  # fmt: skip
-    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(out.stderr[-3000:])
-    return memory_figures(lines)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(stderr[-3000:])
+    steps = {line["step"]: line for line in lines if not line["step"].startswith("memory:")}
+    memory = [line for line in lines if line["step"].startswith("memory:")]
+    peak = max(line["peak_mb"] for line in lines)
+    return steps, memory, Run(seconds, peak, stdout, stderr, proc.returncode)
+
+
+def feed_sources(run_dir: Path) -> Path:
+    """Our sources.toml with only the RSS/Atom sources, in their own data dir: what newsboat reloads."""
+    text = (run_dir / "sources.toml").read_text(encoding="utf-8")
+    head, *blocks = text.split("[[source]]")
+    head = head.replace('data_dir = "data"', 'data_dir = "data-feeds"').replace(
+        'feeds_dir = "feeds"', 'feeds_dir = "feeds-feeds"'
+    )
+    kept = [b for b in blocks if 'kind = "feed"' in b]
+    path = run_dir / "sources-feeds.toml"
+    path.write_text(head + "".join("[[source]]" + b for b in kept), encoding="utf-8")
+    return path
 
 
 def memory_figures(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -271,31 +293,19 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
         manifest = json.loads((corpus_dir / "manifest.json").read_text())
         counts = manifest["counts"]
 
-        full: list[Run] = []
-        for i in range(repeat):
-            shutil.rmtree(run_dir / "data", ignore_errors=True)
-            shutil.rmtree(run_dir / "feeds", ignore_errors=True)
-            log(f"{name}: full cycle {i + 1}/{repeat}")
-            full.append(aggregator(config, "fetch"))
-            if full[-1].returncode not in (0, 1):
-                raise RuntimeError(full[-1].stderr[-3000:])
-        server.post("/_stats/reset")
-        log(f"{name}: unchanged cycle")
-        unchanged = aggregator(config, "fetch")
-        stats = server.get("/_stats")
-        log(f"{name}: 10% changed cycle")
-        mutation = server.post(f"/_mutate?fraction=0.1&seed={seed}")
-        changed = aggregator(config, "fetch")
-        log(f"{name}: publish alone (nothing changed, then forced)")
-        publish_same = aggregator(config, "publish")
-        shutil.rmtree(run_dir / "feeds", ignore_errors=True)
-        publish_forced = aggregator(config, "publish")
+        plan = ["full", "unchanged", "mutate:0.1", "changed", "publish", "publish-forced"]
+        if cycles:
+            plan.append(f"memory:{cycles}")
+        steps, memory, _driven = drive(config, plan, server.base, seed)
+        full, unchanged, changed = steps["full"], steps["unchanged"], steps["changed"]
         news_out, events_out = published_counts(run_dir / "feeds")
         truth_counts = server.get("/_manifest")["counts"]
         checks = truth_checks(server, run_dir / "feeds")
-
-        def med(runs: list[Run]) -> float:
-            return sorted(r.seconds for r in runs)[len(runs) // 2]
+        log(f"{name}: the CLI (a new process per run): unchanged fetch")
+        cli_unchanged = aggregator(config, "fetch")
+        log(f"{name}: RSS/Atom sources only, fetch + parse + store (the newsboat job)")
+        feeds_steps, _, feeds_run = drive(feed_sources(run_dir), ["store"], server.base, seed)
+        feeds_store = feeds_steps["store"]
 
         fetch_floor = floor.get("fetch", {}).get("median_s")
         parse_floor = sum(
@@ -304,33 +314,49 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
         f304 = floor.get("fetch_304", {}).get("median_s")
         write_floor = sum(floor.get(k, {}).get("median_s", 0.0) for k in ("write_rss_lxml", "write_ics_icalendar"))
         newsboat_cold = floor.get("newsboat_cold", {}).get("median_s")
-        full_median = med(full)
+        newsboat_feeds = floor.get("newsboat_cold", {}).get("n")
+        full_s = full["seconds"]
+        all_lines = [*steps.values(), *memory]
         fig.update(
             {
                 "sources": counts.get("sources"),
-                "cli_startup_s": round(startup.seconds, 3),
-                "full_cycle_s": {"min": round(min(r.seconds for r in full), 3), "median": round(full_median, 3)},
+                "full_cycle_s": full_s,
                 "fetch_floor_s": fetch_floor,
                 "parse_floor_s": round(parse_floor, 3),
-                "full_cycle_vs_fetch_plus_parse": ratio(full_median, (fetch_floor or 0) + parse_floor),
+                "full_cycle_vs_fetch_plus_parse": ratio(full_s, (fetch_floor or 0) + parse_floor),
                 "newsboat_cold_s": newsboat_cold,
-                "full_cycle_vs_newsboat_cold": ratio(full_median, newsboat_cold),
-                "unchanged_cycle_s": round(unchanged.seconds, 3),
+                "full_cycle_vs_newsboat_cold": ratio(full_s, newsboat_cold),
+                "feed_sources": newsboat_feeds,
+                "feeds_only_store_cycle_s": feeds_store["seconds"],
+                "feeds_only_vs_newsboat_cold": ratio(feeds_store["seconds"], newsboat_cold),
+                "feeds_only_process_s": round(feeds_run.seconds, 3),
+                "feeds_only_process_vs_newsboat_cold": ratio(feeds_run.seconds, newsboat_cold),
+                "unchanged_cycle_s": unchanged["seconds"],
                 "fetch_304_floor_s": f304,
-                "unchanged_cycle_vs_fetch_304": ratio(unchanged.seconds, f304),
-                "unchanged_cycle_requests": stats.get("requests"),
-                "unchanged_cycle_304s": stats.get("304s"),
-                "changed_10pct_cycle_s": round(changed.seconds, 3),
-                "changed_10pct_vs_full_cycle": ratio(changed.seconds, full_median),
-                "mutations": len(mutation.get("changes", [])) if isinstance(mutation, dict) else None,
-                "publish_unchanged_s": round(publish_same.seconds, 3),
-                "publish_forced_s": round(publish_forced.seconds, 3),
+                "unchanged_cycle_vs_fetch_304": ratio(unchanged["seconds"], f304),
+                "unchanged_cycle_requests": unchanged.get("server", {}).get("requests"),
+                "unchanged_cycle_304s": unchanged.get("server", {}).get("304s"),
+                "unchanged_cycle_parsed_sources": unchanged["outcomes"].get("changed", 0)
+                + unchanged["outcomes"].get("unchanged", 0),
+                "unchanged_cycle_records_written": unchanged["new"] + unchanged["updated"],
+                "unchanged_cycle_files_written": unchanged["written"],
+                "mutations": steps["mutate:0.1"].get("changes"),
+                "changed_10pct_cycle_s": changed["seconds"],
+                "changed_10pct_vs_full_cycle": ratio(changed["seconds"], full_s),
+                "changed_10pct_new_updated": f"{changed['new']}/{changed['updated']}",
+                "changed_10pct_files_written": changed["written"],
+                "publish_unchanged_s": steps["publish"]["seconds"],
+                "publish_unchanged_files_written": steps["publish"]["written"],
+                "publish_forced_s": steps["publish-forced"]["seconds"],
                 "write_floor_s": round(write_floor, 3),
-                "publish_forced_vs_write_floor": ratio(publish_forced.seconds, write_floor),
-                "peak_rss_mb": round(max(r.peak_rss_mb for r in [*full, unchanged, changed, publish_forced]), 1),
+                "publish_forced_vs_write_floor": ratio(steps["publish-forced"]["seconds"], write_floor),
+                "cli_startup_s": round(startup.seconds, 3),
+                "cli_unchanged_cycle_s": round(cli_unchanged.seconds, 3),
+                "peak_rss_mb": max(line["peak_mb"] for line in all_lines),
+                "pss_with_workers_max_mb": max(line.get("pss_total_mb", 0.0) for line in all_lines),
                 "database_mb": round(dir_size(run_dir / "data") / 1e6, 1),
                 "feeds_mb": round(dir_size(run_dir / "feeds") / 1e6, 1),
-                "files_written": sum(1 for p in (run_dir / "feeds").rglob("*") if p.is_file()),
+                "files_written": steps["publish-forced"]["written"],
                 "unique_news_published": news_out,
                 "unique_news_truth": truth_counts.get("unique_news", counts.get("unique_news")),
                 "unique_events_published": events_out,
@@ -339,8 +365,8 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 **checks,
             }
         )
-        if cycles:
-            fig.update(memory_cycles(config, cycles))
+        if memory:
+            fig.update(memory_figures(memory))
     finally:
         server.stop()
     return result
@@ -391,13 +417,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=None, help="timed runs (default 3 small, 1 otherwise)")
     parser.add_argument(
-        "--cycles", type=int, default=None, help="cycles in one process for memory (default: large 100)"
+        "--cycles",
+        type=int,
+        default=None,
+        help="unchanged cycles after the plan, for memory (default: small 5, medium 10, large 100)",
     )
     args = parser.parse_args()
     results = []
     for name in args.workloads.split(","):
         repeat = args.repeat or (3 if name == "small" else 1)
-        cycles = args.cycles if args.cycles is not None else (100 if name == "large" else 0)
+        cycles = args.cycles if args.cycles is not None else {"large": 100, "medium": 10}.get(name, 5)
         results.append(run_workload(name, args.seed, repeat, cycles))
     print_table(results)
     out = REPO / "bench" / "results" / "latest.json"
