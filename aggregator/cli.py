@@ -13,24 +13,24 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import USER_AGENT, __version__
 from aggregator import config as config_module
 from aggregator.config import Config, Defaults, SourceConfig, SourceKind
 from aggregator.errors import AggregatorError, ConfigErrors, FetchError, StoreError
-from aggregator.fetch import Fetcher
 from aggregator.logs import configure_logging
-from aggregator.parse import parse_document
-from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
-from aggregator.preview import record_to_json
 from aggregator.records import SourceState
-from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
 from aggregator.urls import fetchable_url
+
+if TYPE_CHECKING:
+    from aggregator.pipeline import SourceOutcome
+
+# The pipeline, parsers, store and publisher are imported by the commands that use them, so that
+# `--version`, `--help` and `check` answer without loading SQLAlchemy, lxml, feedparser and the rest.
 
 __all__ = ["main"]
 
@@ -163,6 +163,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "status":
         return _status(config, json_lines=args.json)
+    from aggregator.runtime import DataDirLock
+
     with DataDirLock(config.data_dir):
         if args.command == "fetch":
             return asyncio.run(_fetch(config, args.names, publish=not args.no_publish))
@@ -175,6 +177,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from aggregator.fetch import Fetcher
+    from aggregator.pipeline import Outcome, Pipeline
+    from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
+
     unknown = [n for n in names if config.source(n) is None]
     if unknown:
         print(f"aggregator: no source named {', '.join(repr(n) for n in unknown)} in {config.path}", file=sys.stderr)
@@ -224,6 +232,8 @@ class _Progress:
 
 
 def _print_fetch_table(outcomes: list[SourceOutcome], out: TextIO) -> None:
+    from aggregator.pipeline import Outcome
+
     rows = [("source", "result", "new", "updated", "unchanged", "detail")]
     for o in sorted(outcomes, key=lambda o: o.source):
         result = "failed" if o.outcome is Outcome.FAILED else str(o.outcome)
@@ -249,6 +259,8 @@ def _print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 
 def _publish(config: Config) -> int:
+    from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
+
     store = open_configured_store(config)
     try:
         report = publish_from_store(config, store, now=datetime.now(UTC), base_url=base_url_of(config))
@@ -274,6 +286,8 @@ def health_of(source: SourceConfig, state: SourceState) -> str:
 
 
 def _status(config: Config, *, json_lines: bool) -> int:
+    from aggregator.runtime import open_configured_store
+
     store = open_configured_store(config)
     try:
         states = {s.name: s for s in store.states()}
@@ -394,6 +408,10 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 async def _preview_async(source: SourceConfig, *, as_json: bool, explain: bool) -> int:
+    from aggregator.fetch import Fetcher
+    from aggregator.parse import parse_document
+    from aggregator.preview import record_to_json
+
     fetcher = Fetcher(Defaults(allow_private=source.allow_private), user_agent=USER_AGENT)
     now = datetime.now(UTC)
     try:

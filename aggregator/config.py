@@ -22,8 +22,6 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import soupsieve
-
 from aggregator.errors import ConfigError, ConfigErrors
 from aggregator.records import RecordKind
 from aggregator.urls import fetchable_url
@@ -563,6 +561,8 @@ def _zone_names() -> tuple[str, ...]:
 
 
 def _selector(text: str) -> str:
+    import soupsieve  # only configurations with CSS selectors pay for it (150 ms of regex compiling)
+
     try:
         soupsieve.compile(text)
     except soupsieve.SelectorSyntaxError as exc:
