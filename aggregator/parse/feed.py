@@ -228,6 +228,11 @@ def _in_range_reference(match: re.Match[str]) -> str:
 
 def _read_xml(text: str, url: str, source: SourceConfig) -> tuple[list[_Item], list[str], str | None]:
     """Items, document-level problem messages, and why it is not a feed (None when it is one)."""
+    from aggregator.parse import fastfeed  # imported here: it builds this module's _Item
+
+    fast = fastfeed.read_items(text, url, source)  # well-formed RSS 2.0/Atom 1.0 without feedparser
+    if fast is not None:
+        return fast, [], None
     notes: list[str] = []
     text, had_entities = _without_doctype(text)
     if had_entities:
