@@ -314,6 +314,28 @@ def _transport_error(url: str, exc: httpx.HTTPError, phase_timeout: float) -> Fe
 
 # --- the fetcher -------------------------------------------------------------
 
+IDLE_CONNECTIONS_PER_SLOT = 4
+_DRAIN_LIMIT = 64 * 1024  # an unread body up to this size is read so the connection stays open
+
+
+async def _drain_and_close(response: httpx.Response) -> None:
+    """Close ``response``, first reading a small unread body (304, redirect, error page).
+
+    httpcore keeps a connection for reuse only when the response was read to its end;
+    closing a 304 unread costs a new TCP connection for the next request to that host.
+    A body larger than the limit is not read: closing the connection is cheaper.
+    """
+    if not response.is_stream_consumed and not response.is_closed:
+        declared = response.headers.get("content-length", "")
+        if response.status_code in (204, 304) or not declared or (declared.isdigit() and int(declared) <= _DRAIN_LIMIT):
+            size = 0
+            with contextlib.suppress(httpx.HTTPError):
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > _DRAIN_LIMIT:
+                        break
+    await response.aclose()
+
 
 @dataclass(frozen=True, slots=True)
 class _Landing:
@@ -347,9 +369,14 @@ class Fetcher:
         self.defaults = defaults
         self.user_agent = user_agent
         self.respect_robots = respect_robots
+        # Idle connections are kept for several hosts at once: with room for only
+        # ``concurrency`` of them, fetches spread over many hosts evicted each other's
+        # connections and almost every request opened a new one. The pool's total must
+        # leave room for the busy ones beside the idle ones, or httpcore closes idle ones.
+        idle = defaults.concurrency * IDLE_CONNECTIONS_PER_SLOT
         limits = httpx.Limits(
-            max_connections=defaults.concurrency + 4,  # + robots.txt requests beside the fetches
-            max_keepalive_connections=defaults.concurrency,
+            max_connections=idle + defaults.concurrency + 4,  # + robots.txt requests beside the fetches
+            max_keepalive_connections=idle,
             keepalive_expiry=30.0,
         )
         self._client = httpx.AsyncClient(
@@ -510,7 +537,7 @@ class Fetcher:
                 seen.add(target)
                 current = target
             finally:
-                await response.aclose()
+                await _drain_and_close(response)
         raise FetchError(request.url, f"more than {self.defaults.max_redirects} redirects", reason="redirects")
 
     async def _send(

@@ -17,10 +17,13 @@ import asyncio
 import contextlib
 import contextvars
 import ipaddress
+import select
 import socket
+import ssl
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpcore
 import httpx
@@ -173,6 +176,50 @@ def pinned(host: str, port: int, addresses: tuple[str, ...]) -> Iterator[None]:
         _PINS.reset(token)
 
 
+def _readable(sock: socket.socket) -> bool:
+    """True when a read would not block: on an idle keep-alive connection, the server closed it."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Stream(AsyncNetworkStream):
+    """httpcore's anyio stream, answering "is the idle socket readable?" cheaply.
+
+    httpcore asks that of every pooled connection each time it assigns a request;
+    anyio builds all of a socket's attributes (getpeername included) to answer it.
+    Here the raw socket is looked up once.
+    """
+
+    def __init__(self, inner: AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return self._socket is None or _readable(self._socket)
+        if info == "socket":
+            return self._socket
+        return self._inner.get_extra_info(info)
+
+
 class _PinnedBackend(AsyncNetworkBackend):
     """Connects to the addresses pinned for a host, never to a fresh DNS answer.
 
@@ -196,9 +243,10 @@ class _PinnedBackend(AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream = await self._backend.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
+                return _Stream(stream)
             except httpcore.ConnectError as exc:
                 last = exc
         assert last is not None
