@@ -18,7 +18,14 @@ from types import TracebackType
 from aggregator.config import Config
 from aggregator.errors import StoreError
 from aggregator.metrics import Metrics
-from aggregator.publish import PublishInput, PublishReport, publish
+from aggregator.publish import (
+    PublishInput,
+    PublishReport,
+    change_token,
+    publish,
+    published_still_current,
+    remember_publish,
+)
 from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
 from aggregator.store.base import Store
@@ -80,17 +87,30 @@ def base_url_of(config: Config, host: str | None = None, port: int | None = None
 
 
 def publish_from_store(config: Config, store: Store, *, now: datetime, base_url: str) -> PublishReport:
-    """Read everything publishable from the store and write feeds/ (only changed files)."""
+    """Read everything publishable from the store and write feeds/ (only changed files).
+
+    When neither records (the store's generation), nor what index.html shows of the source
+    states, nor the configuration changed since the last publish, and its files are intact,
+    this returns at once without reading a record (``skipped``).
+    """
+    generation = store.generation()  # before anything is read: a change meanwhile makes the token stale, not wrong
+    states = store.states()
+    token = change_token(config, base_url, generation, states)
+    files = published_still_current(config, token, now)
+    if files is not None:
+        return PublishReport(written=(), unchanged=files, skipped=True)
     since = now - timedelta(days=config.defaults.past_days)
     data = PublishInput(
         config=config,
         news=store.news(),
         events=store.events(since=since),
-        states=store.states(),
+        states=states,
         now=now,
         base_url=base_url,
     )
-    return publish(config.feeds_dir, data)
+    report = publish(config.feeds_dir, data)
+    remember_publish(config, token, report)
+    return report
 
 
 class DataDirLock:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,10 @@ from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.publish import _files
-from aggregator.publish._common import FeedMeta, file_stem, sort_news
+from aggregator.publish._common import FeedMeta, file_stem, render_memo, sort_news
 from aggregator.publish.atom import render_atom
-from aggregator.publish.ics import current_events, render_ics
-from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index
+from aggregator.publish.ics import current_events, current_until, render_ics
+from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index, source_status, stable_until
 from aggregator.publish.jsonfeed import render_json_feed
 from aggregator.publish.opml import OpmlEntry, render_opml
 from aggregator.publish.rss import render_rss
@@ -35,7 +35,7 @@ from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent, StoredNews
 from aggregator.urls import absolute_url
 
-__all__ = ["PublishInput", "PublishReport", "publish"]
+__all__ = ["PublishInput", "PublishReport", "change_token", "publish", "published_still_current", "remember_publish"]
 
 GENERATOR = "clusterfeeds 0.1"
 _FEED_SUFFIXES = (".xml", ".atom", ".json", ".ics")
@@ -56,6 +56,9 @@ class PublishReport:
     written: tuple[str, ...]  # paths relative to feeds_dir, in writing order
     unchanged: int  # files whose bytes were already on disk
     removed: tuple[str, ...] = ()  # stale per-source/per-tag files deleted
+    # Until when the files stay right without any record changing (events start, leave the window).
+    valid_until: datetime | None = None
+    skipped: bool = False  # nothing changed since the last publish: no record was read, nothing rendered
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +190,7 @@ def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
     return digest.hexdigest()
 
 
-@cache
-def _settings_repr(source: SourceConfig) -> str:
-    """A source's settings as text, once per configuration object (a source is in up to four scopes)."""
-    return repr(source)
-
-
-def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]]:
+def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]], Callable[[], datetime]]:
     """Every scope to publish (merged, per source, per tag) and the renderer of index.html and OPML.
 
     Pure: rendering happens only when a scope's ``render`` is called, so ``publish`` can skip
@@ -220,6 +217,8 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
     common_digest = common.digest()
     single = len(sources) == 1
     title = defaults.title
+    # A source's settings as text, once per publish (a source is in up to four scopes).
+    settings_text = {s.name: repr(s) for s in sources}
 
     def scope(
         prefix: str,
@@ -230,7 +229,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         events: Callable[[], list[StoredEvent]],
     ) -> _Scope:
         # The members' settings (interval -> TTL, zone, name, tags) shape the files too.
-        settings = (prefix, scope_title, description, [_settings_repr(s) for s in members], single)
+        settings = (prefix, scope_title, description, [settings_text[s.name] for s in members], single)
 
         def render() -> list[_Output]:
             return _feed_set(
@@ -251,8 +250,13 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
     def all_news() -> list[StoredNews]:
         return [i for s in sources for i in news_by_source[s.name]]
 
+    merged_events: list[list[StoredEvent]] = []
+
     def all_events() -> list[StoredEvent]:
-        return [e for s in sources for e in events_by_source[s.name]]
+        """Every current event, de-duplicated across sources: once per publish (calendar and index share it)."""
+        if not merged_events:
+            merged_events.append(merge_events([e for s in sources for e in events_by_source[s.name]]))
+        return merged_events[0]
 
     scopes = [
         scope(
@@ -261,7 +265,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
             f"News and events of {len(sources)} European cluster networks, merged",
             title,
             lambda: _merged_newest(all_news(), cap),
-            lambda: merge_events(all_events()),
+            all_events,
         )
     ]
     for source in sources:
@@ -315,7 +319,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                     base_url=data.base_url,
                     # The page lists the newest few: de-duplicate the newest window only (as the feeds do).
                     news=_merged_newest(all_news(), min(cap, _LATEST_NEWS)),
-                    events=merge_events(all_events()),
+                    events=all_events(),
                     sources=index_sources,
                     tags=index_tags,
                     now=data.now,
@@ -335,13 +339,25 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         pages.append(_Output("sources.opml", render_opml(f"{title}: sources", opml_entries)))
         return pages
 
-    return scopes, render_pages
+    def valid_until() -> datetime:
+        """When the output would change with no record changing: the index's next days, the past window."""
+        edges = [stable_until(all_events(), data.now)]
+        leaving = current_until(data.events, data.now, defaults.past_days)
+        if leaving is not None:
+            edges.append(max(leaving, data.now))
+        if single or not sources:
+            # A calendar without events names the current year's zone rules.
+            edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
+        return min(edges)
+
+    return scopes, render_pages, valid_until
 
 
 def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
-    scopes, render_pages = _plan(data)
-    return [output for s in scopes for output in s.render()] + render_pages()
+    scopes, render_pages, _ = _plan(data)
+    with render_memo():
+        return [output for s in scopes for output in s.render()] + render_pages()
 
 
 _STATE_FILE = "publish-state.json"  # in the data directory: never served, never in feeds/
@@ -396,9 +412,12 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     writing order); files already replaced stay replaced, the failing one keeps
     its previous version.
     """
-    scopes, render_pages = _plan(data)
+    scopes, render_pages, valid_until = _plan(data)
     state_path = data.config.data_dir / _STATE_FILE
     previous = _load_state(state_path, feeds_dir)
+    # Whatever happens below, the last publish's change token no longer describes feeds/.
+    with contextlib.suppress(OSError):
+        (data.config.data_dir / _TOKEN_FILE).unlink()
     written: list[str] = []
     unchanged = 0
     touched: set[Path] = set()
@@ -415,7 +434,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             else:
                 unchanged += 1
 
-    with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
+    with render_memo(), ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
 
         def submit(output: _Output) -> None:
             pending.append(
@@ -437,6 +456,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
             for output in render_pages():
                 submit(output)
+            until = valid_until()
             settle(0)
         except BaseException:
             for _, future in pending:
@@ -444,10 +464,10 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             raise
     for directory in sorted(touched):
         _files.fsync_directory(directory)
+    paths_of = {s.prefix: s.paths for s in scopes}
     for prefix, entry in done_scopes.items():
         if not entry["files"]:
-            scope_paths = next(s.paths for s in scopes if s.prefix == prefix)
-            entry["files"] = {p: _stamp(feeds_dir / p) for p in scope_paths}
+            entry["files"] = {p: _stamp(feeds_dir / p) for p in paths_of[prefix]}
     _save_state(state_path, feeds_dir, done_scopes)
     removed: list[str] = []
     for directory in (feeds_dir, feeds_dir / "sources", feeds_dir / "tags"):
@@ -455,4 +475,73 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     for folder in ("sources", "tags"):
         keep = {Path(p).name for s in scopes for p in s.paths if p.startswith(folder + "/")}
         removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, keep, _FEED_SUFFIXES)]
-    return PublishReport(written=tuple(written), unchanged=unchanged, removed=tuple(removed))
+    return PublishReport(written=tuple(written), unchanged=unchanged, removed=tuple(removed), valid_until=until)
+
+
+_TOKEN_FILE = "publish-token.json"  # beside publish-state.json: what the files in feeds/ were made from
+_PAGES = ("index.html", "sources.opml")
+
+
+def change_token(config: Config, base_url: str, generation: int, states: Sequence[SourceState]) -> str:
+    """Digest of everything a publish depends on except the records themselves.
+
+    ``generation`` is the store's record counter (it rises on every record change); states
+    count only through what index.html shows of them (``source_status``), so a 304 that
+    moves poll times leaves the token alone while a source turning failing changes it.
+    """
+    digest = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+    digest.update(repr((generation, base_url, str(config.feeds_dir), config.defaults, config.sources)).encode())
+    for state in sorted(states, key=lambda s: s.name):
+        digest.update(repr((state.name, source_status(state))).encode())
+    return digest.hexdigest()
+
+
+def published_still_current(config: Config, token: str, now: datetime) -> int | None:
+    """The number of files in feeds/ if they are what a publish with ``token`` at ``now`` would write, else None.
+
+    True when the last publish recorded the same token, its files are untouched (size and
+    mtime of each), and no event has started or left a window since (``valid_until``).
+    Costs one stat per file and reads no record.
+    """
+    try:
+        saved = json.loads((config.data_dir / _TOKEN_FILE).read_text(encoding="utf-8"))
+        valid_until = datetime.fromisoformat(saved["valid_until"])
+        pages = saved["pages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if saved.get("token") != token or saved.get("feeds_dir") != str(config.feeds_dir.resolve()) or now >= valid_until:
+        return None
+    feeds_dir = config.feeds_dir
+    count = 0
+    for page in _PAGES:
+        if pages.get(page) is None or pages.get(page) != _stamp(feeds_dir / page):
+            return None
+        count += 1
+    scopes = _load_state(config.data_dir / _STATE_FILE, feeds_dir)
+    if not scopes:
+        return None
+    for entry in scopes.values():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict):
+            return None
+        for path, stamp in files.items():
+            if stamp is None or stamp != _stamp(feeds_dir / path):
+                return None
+            count += 1
+    return count
+
+
+def remember_publish(config: Config, token: str, report: PublishReport) -> None:
+    """Record that feeds/ now holds what ``token`` describes, until ``report.valid_until``."""
+    if report.valid_until is None:
+        return
+    body = {
+        "token": token,
+        "feeds_dir": str(config.feeds_dir.resolve()),
+        "valid_until": report.valid_until.isoformat(),
+        "pages": {page: _stamp(config.feeds_dir / page) for page in _PAGES},
+    }
+    with contextlib.suppress(OSError, PublishError):
+        _files.write_if_changed(
+            config.data_dir / _TOKEN_FILE, json.dumps(body, sort_keys=True).encode(), sync_directory=False
+        )

@@ -1,19 +1,15 @@
-"""Atom 1.0 renderer (RFC 4287): a news list -> bytes, entries cached like the RSS items."""
+"""Atom 1.0 renderer (RFC 4287): a news list -> bytes, from the pieces shared with RSS and JSON Feed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 from aggregator.publish._common import (
     FeedMeta,
     attr,
     feed_updated,
-    item_id,
-    plain_title,
-    record_authors,
+    news_pieces,
     rfc3339,
-    safe_html,
     safe_url,
     text,
 )
@@ -24,25 +20,25 @@ __all__ = ["render_atom"]
 _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 
-@lru_cache(maxsize=1 << 17)
 def _entry(item: StoredNews) -> str:
     record = item.record
+    pieces = news_pieces(item)
     published = record.published
     dated = [d for d in (record.updated, published) if d is not None]
     updated = max(dated) if dated else item.first_seen
     parts = [
         "<entry>\n<id>",
-        text(item_id(record.source, record.id)),
+        text(pieces.id),
         '</id>\n<title type="text">',
-        text(plain_title(record.title)),
+        text(pieces.title),
         "</title>\n<updated>",
         rfc3339(updated),
         "</updated>\n",
     ]
     if published:
         parts += ["<published>", rfc3339(published), "</published>\n"]
-    link = safe_url(record.link)
-    summary = safe_html(record.summary)
+    link = pieces.link
+    summary = pieces.summary
     if link:
         parts.append(f'<link rel="alternate" type="text/html" href="{attr(link)}"/>\n')
         if summary:
@@ -50,7 +46,7 @@ def _entry(item: StoredNews) -> str:
     else:
         # RFC 4287 4.1.2: an entry without an alternate link must carry content.
         parts += ['<content type="html">', text(summary), "</content>\n"]
-    for author in record_authors(record):
+    for author in pieces.authors:
         parts += ["<author><name>", text(author), "</name></author>\n"]
     for tag in record.tags:
         parts.append(f'<category term="{attr(tag)}"/>\n')

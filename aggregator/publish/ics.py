@@ -13,11 +13,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.publish._common import plain_text, plain_title, safe_html, safe_url
+from aggregator.publish._common import memoized, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
 from aggregator.records import EventRecord
 from aggregator.sanitize import clean_text
@@ -26,6 +25,7 @@ from aggregator.store.base import StoredEvent
 __all__ = [
     "PRODID",
     "current_events",
+    "current_until",
     "escape_text",
     "event_zone",
     "fold",
@@ -159,8 +159,13 @@ def _years(record: EventRecord) -> tuple[int, ...]:
     return tuple(sorted({v.year for v in values if v is not None}))
 
 
-@lru_cache(maxsize=1 << 16)
 def _event(item: StoredEvent, uid: str) -> _Rendered:
+    """One VEVENT, rendered once per publish for the merged, per-source and per-tag calendars."""
+    rendered: _Rendered = memoized("vevent:" + uid, item, lambda: _render_event(item, uid))
+    return rendered
+
+
+def _render_event(item: StoredEvent, uid: str) -> _Rendered:
     record = item.record
     zone = event_zone(record)
     all_day = record.all_day
@@ -239,6 +244,19 @@ def current_events(events: Iterable[StoredEvent], now: datetime, past_days: int)
         ):
             kept.append(item)
     return kept
+
+
+def current_until(events: Iterable[StoredEvent], now: datetime, past_days: int) -> datetime | None:
+    """When the first of ``events`` that ``current_events`` keeps today would drop out (None: never)."""
+    window = timedelta(days=past_days)
+    cutoff = now - window
+    edges = [
+        _last_instant(item.record) + window
+        for item in events
+        if not (item.record.rrule or item.record.rdates or item.record.recurrence_id is not None)
+        and _last_instant(item.record) >= cutoff
+    ]
+    return min(edges, default=None)
 
 
 def unique_uids(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:

@@ -21,7 +21,7 @@ from aggregator.publish.ics import event_zone, rrule_value
 from aggregator.records import EventRecord, EventStatus, SourceState
 from aggregator.store.base import StoredEvent, StoredNews
 
-__all__ = ["IndexSource", "IndexTag", "render_index", "upcoming"]
+__all__ = ["IndexSource", "IndexTag", "render_index", "source_status", "stable_until", "upcoming"]
 
 _UPCOMING_DAYS = 30
 _LATEST_NEWS = 20
@@ -134,26 +134,53 @@ def _stamp(moment: datetime | None) -> str:
     return f'<time datetime="{utc.strftime("%Y-%m-%dT%H:%M:%SZ")}">{utc.strftime("%d %b %Y %H:%M")} UTC</time>'
 
 
-def _health(state: SourceState | None) -> tuple[str, str]:
-    """(CSS class, text) for a source's fetch health."""
+def _day(moment: datetime | None) -> str:
+    """A day, not a time: a source polled every few minutes must not change the page each poll."""
+    if moment is None:
+        return "never"
+    utc = moment.astimezone(UTC)
+    return f'<time datetime="{utc.strftime("%Y-%m-%d")}">{utc.strftime("%d %b %Y")}</time>'
+
+
+def source_status(state: SourceState | None) -> tuple[str, str, str]:
+    """(CSS class, health, last success) of a source as index.html shows them (HTML, escaped).
+
+    Only what changes when something happens: a source turning failing or dormant, a new
+    error, the day of its last success. Poll times and attempt counts, which move every
+    cycle, are left out, so an unchanged cycle leaves index.html (and its ETag) alone;
+    publishing digests these cells to tell whether the page needs rendering at all.
+    """
+    last_success = _day(state.last_success if state else None)
     if state is None or (state.last_attempt is None and state.last_success is None):
-        return "idle", "not fetched yet"
+        return "idle", "not fetched yet", last_success
+    reason = escape(plain_text(state.last_error)[:160]) if state.last_error else ""
     if state.dormant:
         # Dormant: failing longer than dormant_after, or 410 Gone; the daemon still tries once a day.
-        reason = f": {escape(plain_text(state.last_error)[:160])}" if state.last_error else ""
-        return "dormant", f"dormant, retried daily ({_attempts(state.consecutive_failures)}{reason})"
+        return "dormant", "dormant, retried daily" + (f" ({reason})" if reason else ""), last_success
     if state.consecutive_failures:
         began = state.failing_since or state.last_success
         since = f"failing since {_stamp(began)}" if state.last_success else "failing, never succeeded"
-        detail = f" ({_attempts(state.consecutive_failures)}"
-        if state.last_error:
-            detail += ": " + escape(plain_text(state.last_error)[:160])
-        return "failing", since + detail + ")"
-    return "ok", "ok"
+        return "failing", since + (f" ({reason})" if reason else ""), last_success
+    return "ok", "ok", last_success
 
 
-def _attempts(count: int) -> str:
-    return "1 attempt" if count == 1 else f"{count} attempts"
+def stable_until(events: Sequence[StoredEvent], now: datetime, days: int = _UPCOMING_DAYS) -> datetime:
+    """When the "next days" list, rendered at ``now`` from the same events, would first look different.
+
+    The next UTC midnight (all-day events of the day leave, the dates move), the start of a
+    listed timed event (it leaves), or the moment an occurrence enters the window. Publishing
+    renders again at that time even if no record changed.
+    """
+    midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC)
+    edges = [midnight]
+    window = timedelta(days=days)
+    for occurrence in upcoming(events, now, days + 1):
+        start = _sort_key(occurrence.start)
+        if start >= now + window:
+            edges.append(start - window)
+        elif isinstance(occurrence.start, datetime):
+            edges.append(start)
+    return max(min(edges), now)
 
 
 def webcal(base_url: str, path: str) -> str:
@@ -279,13 +306,13 @@ def render_index(
         '<th scope="col">Items</th><th scope="col">Subscribe</th></tr></thead>\n<tbody>\n'
     )
     for source in sources:
-        css, health = _health(source.state)
+        css, health, last_success = source_status(source.state)
         name = escape(source.name)
         label = f'<a href="{escape(source.site)}">{name}</a>' if source.site else name
         prefix = "sources/" + quote(source.stem)
         out.append(
             f'<tr><th scope="row">{label}</th><td class="{css}">{health}</td>'
-            f"<td>{_stamp(source.state.last_success if source.state else None)}</td><td>{source.items}</td>"
+            f"<td>{last_success}</td><td>{source.items}</td>"
             f'<td class="buttons">{_feed_links(prefix)} '
             f'<a href="{escape(webcal(base_url, prefix + ".ics"))}">Calendar</a></td></tr>\n'
         )

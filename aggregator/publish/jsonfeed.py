@@ -1,19 +1,15 @@
-"""JSON Feed 1.1 renderer: a news list -> bytes, items serialised once and cached."""
+"""JSON Feed 1.1 renderer: a news list -> bytes, from the pieces shared with RSS and Atom."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from aggregator.publish._common import (
     FeedMeta,
-    item_id,
-    plain_title,
-    record_authors,
+    news_pieces,
     rfc3339,
-    safe_html,
     safe_url,
 )
 from aggregator.sanitize import clean_text
@@ -29,18 +25,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-@lru_cache(maxsize=1 << 17)
 def _item(item: StoredNews) -> str:
     record = item.record
-    out: dict[str, Any] = {"id": item_id(record.source, record.id)}
-    link = safe_url(record.link)
+    pieces = news_pieces(item)
+    out: dict[str, Any] = {"id": pieces.id}
+    link = pieces.link
     if link:
         out["url"] = link
-    out["title"] = plain_title(record.title)
-    out["content_html"] = safe_html(record.summary)
+    out["title"] = pieces.title
+    out["content_html"] = pieces.summary
     out["date_published"] = rfc3339(record.published or item.first_seen)
     out["date_modified"] = rfc3339(record.updated or item.changed_at)
-    authors = record_authors(record)
+    authors = pieces.authors
     if authors:
         out["authors"] = [{"name": a} for a in authors]
     if record.tags:

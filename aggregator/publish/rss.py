@@ -1,25 +1,21 @@
 """RSS 2.0 renderer: a merged or per-source/per-tag news list -> bytes.
 
-Items are rendered once into escaped XML fragments and cached: the same
-record appears in the merged, its source's and its tags' files, and stays the
-same across publishes until the store changes it. Strings are escaped by
+An item's safe pieces (title, link, sanitised summary) are computed once per
+publish (``news_pieces``) and shared by the merged, per-source and per-tag files
+and the other formats; only the cheap escaping and joining repeats. Strings are escaped by
 ``_common.text``/``attr``; the tests read every file back with lxml.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 from aggregator.publish._common import (
     FeedMeta,
     attr,
     feed_updated,
-    item_id,
-    plain_title,
-    record_authors,
+    news_pieces,
     rfc822,
-    safe_html,
     safe_url,
     text,
 )
@@ -34,21 +30,21 @@ _HEAD = (
 )
 
 
-@lru_cache(maxsize=1 << 17)
 def _item(item: StoredNews, origin_url: str | None) -> str:
     """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element."""
     record = item.record
-    parts = ["<item>\n<title>", text(plain_title(record.title)), "</title>\n"]
-    link = safe_url(record.link)
+    pieces = news_pieces(item)
+    parts = ["<item>\n<title>", text(pieces.title), "</title>\n"]
+    link = pieces.link
     if link:
         parts += ["<link>", text(link), "</link>\n"]
-    parts += ['<guid isPermaLink="false">', text(item_id(record.source, record.id)), "</guid>\n"]
+    parts += ['<guid isPermaLink="false">', text(pieces.id), "</guid>\n"]
     moment = record.published or record.updated or item.first_seen
     parts += ["<pubDate>", rfc822(moment), "</pubDate>\n"]
-    summary = safe_html(record.summary)
+    summary = pieces.summary
     if summary:
         parts += ["<description>", text(summary), "</description>\n"]
-    for author in record_authors(record):
+    for author in pieces.authors:
         parts += ["<dc:creator>", text(author), "</dc:creator>\n"]
     for tag in record.tags:
         parts += ["<category>", text(tag), "</category>\n"]

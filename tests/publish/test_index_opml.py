@@ -77,11 +77,11 @@ def test_index_lists_latest_news_and_source_health(feeds_dir, cluster_input):
         "Call for cross-border pilots – deadline in April",
     ]
     rows = [[" ".join(c.text_content().split()) for c in row[:4]] for row in page.xpath("//tbody/tr")]
+    # Days and transitions only: poll times and attempt counts would rewrite the page every cycle.
     assert rows == [
-        ["alpha", "ok", "26 Nov 2026 08:30 UTC", "4"],
-        ["beta", "failing since 24 Nov 2026 08:00 UTC (4 attempts: HTTP 503 Service Unavailable)",
-         "24 Nov 2026 08:00 UTC", "4"],
-        ["gamma", "dormant, retried daily (0 attempts)", "01 Sep 2026 08:00 UTC", "5"],
+        ["alpha", "ok", "26 Nov 2026", "4"],
+        ["beta", "failing since 24 Nov 2026 08:00 UTC (HTTP 503 Service Unavailable)", "24 Nov 2026", "4"],
+        ["gamma", "dormant, retried daily", "01 Sep 2026", "5"],
     ]  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def test_index_escapes_markup_in_names_and_errors(feeds_dir, cluster_input):
                           last_error='<img src=x onerror="alert(1)">TLS failed')]  # fmt: skip
     publish(feeds_dir, replace(cluster_input, states=states))
     cell = _page(feeds_dir).xpath("//tbody/tr")[0][1]
-    assert cell.text_content() == "failing, never succeeded (1 attempt: TLS failed)"
+    assert cell.text_content() == "failing, never succeeded (TLS failed)"
     assert cell.xpath(".//img") == []
 
 
