@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 from dateparser.date import DateDataParser
@@ -64,6 +64,7 @@ class When:
 # Vocabulary (en, de, fr, it, es, nl, pl)
 
 
+@lru_cache(maxsize=4096)
 def _fold(word: str) -> str:
     """Lower-case without accents, so "Février", "fevrier" and "FÉVR" look the same."""
     decomposed = unicodedata.normalize("NFD", word.casefold())
@@ -189,6 +190,10 @@ _ZONE_ABBREVIATIONS: Final = MappingProxyType(
 # ---------------------------------------------------------------------------
 # Lexer
 
+_MONTH_KINDS: Final = frozenset({"date", "dm", "isodt"})  # tokens that carry a month
+_DIGIT_SEPARATOR_DIGIT: Final = re.compile(r"\d[./-]\d")  # inside every token of those kinds
+_LETTERS: Final = re.compile(r"[^\W\d_]+")  # a word token's letters (the lexer's "word" rule)
+
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH = r"(?:0?[1-9]|1[0-2])"
 _LEXER: Final = re.compile(
@@ -224,8 +229,9 @@ _LEXER: Final = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):
+    """A lexer token (a named tuple: the lexer makes tens of thousands per page; see ``_lex``)."""
+
     kind: str  # see _lex
     start: int
     end: int
@@ -236,68 +242,79 @@ class _Token:
     moment: datetime | None = None  # isodt
 
 
-def _lex(text: str) -> list[_Token]:
+@lru_cache(maxsize=1024)
+def _lex(text: str) -> tuple[_Token, ...]:
     """Tokens of ``text``: iso/numdate (y, m, d), dm (d, m), clock (h, m, s, meridiem), offset (minutes),
-    num (value, digits), word, dash, punct, other; whitespace dropped."""
+    num (value, digits), word, dash, punct, other; whitespace dropped.
+
+    Cached: the listing heuristics ask "is this a date?" and then read the same text again.
+    """
     tokens: list[_Token] = []
+    append = tokens.append
     for match in _LEXER.finditer(text):
         kind = match.lastgroup
         if kind is None or kind == "space":
             continue
         start, end = match.span(kind)
-        groups = match.groupdict()
         raw = text[start:end]
-        if kind == "isodt":
+        group = match.group
+        if kind == "word":
+            dot = group("wdot") is not None
+            append(_Token("word", start, end, raw, word=_fold(raw[:-1] if dot else raw), dot=dot))
+        elif kind == "num":
+            digits = group("n")
+            append(_Token("num", start, end, raw, dot=group("ndot") is not None, ints=(int(digits), len(digits))))
+        elif kind == "punct":
+            append(_Token("punct", start, end, raw))
+        elif kind == "dash":
+            append(_Token("dash", start, end, raw))
+        elif kind == "isodt":
             try:
                 moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             except ValueError:
-                tokens.append(_Token("other", start, end, raw))
+                append(_Token("other", start, end, raw))
                 continue
-            tokens.append(_Token("isodt", start, end, raw, moment=moment))
+            append(_Token("isodt", start, end, raw, moment=moment))
         elif kind == "iso":
-            ymd = (int(groups["iy"]), int(groups["im"]), int(groups["id"]))
-            tokens.append(_Token("date", start, end, raw, ints=ymd))
+            ymd = (int(group("iy")), int(group("im")), int(group("id")))
+            append(_Token("date", start, end, raw, ints=ymd))
         elif kind == "numdate":
-            ymd = (int(groups["ny"]), int(groups["nm"]), int(groups["nd"]))
-            tokens.append(_Token("date", start, end, raw, ints=ymd))
+            ymd = (int(group("ny")), int(group("nm")), int(group("nd")))
+            append(_Token("date", start, end, raw, ints=ymd))
         elif kind == "dm":
-            tokens.append(_Token("dm", start, end, raw, ints=(int(groups["dd"]), int(groups["dmm"]))))
+            append(_Token("dm", start, end, raw, ints=(int(group("dd")), int(group("dmm")))))
         elif kind == "clockmer":
-            meridiem = 1 if groups["mer"] in "aA" else 2
-            hm = (int(groups["mh"]), int(groups["mm"] or 0))
-            tokens.append(_Token("clock", start, end, raw, ints=(*hm, 0, meridiem)))
+            meridiem = 1 if group("mer") in "aA" else 2
+            hm = (int(group("mh")), int(group("mm") or 0))
+            append(_Token("clock", start, end, raw, ints=(*hm, 0, meridiem)))
         elif kind == "clock":
-            minutes = groups["cm"] or groups["cdm"] or groups["chm"] or "0"
-            seconds = int(groups["cs"] or 0)
-            tokens.append(_Token("clock", start, end, raw, ints=(int(groups["ch"]), int(minutes), seconds, 0)))
+            minutes = group("cm") or group("cdm") or group("chm") or "0"
+            seconds = int(group("cs") or 0)
+            append(_Token("clock", start, end, raw, ints=(int(group("ch")), int(minutes), seconds, 0)))
         elif kind in ("utcoff", "offset"):
             prefix = "u" if kind == "utcoff" else "o"
-            sign = -1 if groups[prefix + "s"] == "-" else 1
-            minutes = sign * (int(groups[prefix + "h"]) * 60 + int(groups[prefix + "m"] or 0))
-            tokens.append(_Token("offset", start, end, raw, ints=(minutes,)))
-        elif kind == "num":
-            digits = groups["n"]
-            tokens.append(
-                _Token("num", start, end, raw, dot=groups["ndot"] is not None, ints=(int(digits), len(digits)))
-            )
-        elif kind == "word":
-            word = raw[:-1] if groups["wdot"] else raw
-            tokens.append(_Token("word", start, end, raw, word=_fold(word), dot=groups["wdot"] is not None))
-        elif kind == "dash":
-            tokens.append(_Token("dash", start, end, raw))
-        elif kind == "punct":
-            tokens.append(_Token("punct", start, end, raw))
+            sign = -1 if group(prefix + "s") == "-" else 1
+            minutes = sign * (int(group(prefix + "h")) * 60 + int(group(prefix + "m") or 0))
+            append(_Token("offset", start, end, raw, ints=(minutes,)))
         else:
-            tokens.append(_Token("other", start, end, raw))
-    return tokens
+            append(_Token("other", start, end, raw))
+    return tuple(tokens)
+
+
+def _last_month_token(tokens: Sequence[_Token]) -> int:
+    """Index of the last token that can name a month (-1 if none): every date the grammar reads needs one."""
+    for index in range(len(tokens) - 1, -1, -1):
+        token = tokens[index]
+        if token.kind in _MONTH_KINDS or token.word in _MONTHS:
+            return index
+    return -1
 
 
 # ---------------------------------------------------------------------------
 # Grammar
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
+class _Part(NamedTuple):
     """One date as written, possibly incomplete ("3." before "– 4. April 2025")."""
 
     day: int
@@ -308,16 +325,14 @@ class _Part:
     wordlike_month: bool = False  # a year-less "12 may" in prose is not a date
 
 
-@dataclass(frozen=True, slots=True)
-class _Clock:
+class _Clock(NamedTuple):
     hour: int
     minute: int
     second: int
     meridiem: int  # 0 none, 1 am, 2 pm
 
 
-@dataclass(frozen=True, slots=True)
-class _Times:
+class _Times(NamedTuple):
     start: _Clock
     end: _Clock | None
     zone: tzinfo | None
@@ -326,7 +341,7 @@ class _Times:
 class _Grammar:
     """Recursive descent over one text's tokens; every rule yields (value, next index) alternatives."""
 
-    def __init__(self, tokens: list[_Token], tz: ZoneInfo, reference: datetime):
+    def __init__(self, tokens: Sequence[_Token], tz: ZoneInfo, reference: datetime):
         self.t = tokens
         self.n = len(tokens)
         self.tz = tz
@@ -740,11 +755,12 @@ def _dateparser(relative_base: datetime) -> DateDataParser:
     return DateDataParser(languages=list(_LANGUAGES), settings=settings)
 
 
-def _read_with_dateparser(text: str, tokens: list[_Token], tz: ZoneInfo, reference: datetime) -> date | None:
+def _read_with_dateparser(text: str, tz: ZoneInfo, reference: datetime) -> date | None:
     """A relative or unusual single date, as a day. Absolute shapes the grammar refused are not retried."""
-    if len(text) > 64 or any(t.kind in ("date", "dm", "isodt") or t.word in _MONTHS for t in tokens):
-        return None
-    if not any(t.word in _RELATIVE_HINTS for t in tokens):
+    if len(text) > 64 or _RELATIVE_HINTS.isdisjoint(_fold(w) for w in _LETTERS.findall(text)):
+        return None  # the letter runs include every word token: no hint among them, none among the tokens
+    tokens = _lex(text)
+    if _last_month_token(tokens) >= 0 or not any(t.word in _RELATIVE_HINTS for t in tokens):
         return None
     local = reference.astimezone(tz) if reference.tzinfo else reference
     found = _dateparser(local.replace(tzinfo=None, microsecond=0)).get_date_data(text).date_obj
@@ -757,44 +773,63 @@ def _read_with_dateparser(text: str, tokens: list[_Token], tz: ZoneInfo, referen
 _TRAILING: Final = frozenset(",.;:)|")
 
 
-def _whole(text: str, tz: ZoneInfo, reference: datetime) -> tuple[When | None, list[_Token]]:
+def _may_name_month(text: str) -> bool:
+    """False when no token of ``text`` can name a month, by a scan far cheaper than the lexer.
+
+    Date tokens (ISO, "12.03.2026", "12.03.") all contain a digit, a separator
+    and a digit; word tokens are whole letter runs, so a month word among the
+    tokens is a month word among the runs. True may still lex to no month.
+    """
+    return _DIGIT_SEPARATOR_DIGIT.search(text) is not None or any(_fold(w) in _MONTHS for w in _LETTERS.findall(text))
+
+
+def _whole(text: str, tz: ZoneInfo, reference: datetime) -> When | None:
+    if not _may_name_month(text):
+        return None
     tokens = _lex(text)
+    if _last_month_token(tokens) < 0:
+        return None
     grammar = _Grammar(tokens, tz, reference)
     i = 0
     while i < len(tokens) and (tokens[i].word in _LEAD_WORDS or (tokens[i].kind == "punct" and tokens[i].text in ":|")):
         i += 1
     found = grammar.longest(i)
     if found is None:
-        return None, tokens
+        return None
     when, end = found
     if all(t.kind == "punct" and t.text in _TRAILING for t in tokens[end:]):
-        return when, tokens
-    return None, tokens
+        return when
+    return None
 
 
 def read_when(text: str, *, tz: ZoneInfo, reference: datetime) -> When | None:
     """The date, time or range that ``text`` consists of ("Datum:" labels allowed), else None."""
-    when, tokens = _whole(text, tz, reference)
+    when = _whole(text, tz, reference)
     if when is not None:
         return when
-    day = _read_with_dateparser(text, tokens, tz, reference)
+    day = _read_with_dateparser(text, tz, reference)
     return None if day is None else When(day, day + timedelta(days=1))
 
 
 def read_date(text: str, *, tz: ZoneInfo, reference: datetime) -> datetime | date | None:
     """One date or moment (a publication date); a range or an unreadable text gives None."""
-    when, tokens = _whole(text, tz, reference)
+    when = _whole(text, tz, reference)
     if when is not None:
         single = when.end is None or (when.all_day and when.end == when.start + timedelta(days=1))
         return when.start if single else None
-    return _read_with_dateparser(text, tokens, tz, reference)
+    return _read_with_dateparser(text, tz, reference)
 
 
 def find_when(text: str, *, tz: ZoneInfo, reference: datetime) -> tuple[When, str] | None:
     """The first date or range inside longer text, with the exact substring it was read from."""
+    if not _may_name_month(text):
+        return None
     tokens = _lex(text)
+    last_month = _last_month_token(tokens)
+    if last_month < 0:
+        return None
     grammar = _Grammar(tokens, tz, reference)
-    for i, token in enumerate(tokens):
+    for i, token in enumerate(tokens[: last_month + 1]):  # a date starts before its month at the latest
         if token.kind == "punct" or token.kind == "dash" or token.kind == "other":
             continue
         found = grammar.longest(i)

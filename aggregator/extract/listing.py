@@ -106,6 +106,10 @@ def find_when(text: str, *, tz: ZoneInfo, reference: datetime) -> tuple[When, st
     return dates.find_when(text, tz=tz, reference=reference)
 
 
+# A record's link is canonicalised for its id or uid and again for the uid-by-link pass.
+_canonical_url = lru_cache(maxsize=4096)(canonical_url)
+
+
 # ---------------------------------------------------------------------------
 # Fields of one block -> a record (shared with the selectors parser)
 
@@ -126,7 +130,7 @@ class BlockFields:
 
 def news_id(link: str | None, title: str, date_text: str | None) -> str:
     """The canonical link, else a stable hash of title and date text."""
-    canonical = canonical_url(link)
+    canonical = _canonical_url(link)
     if canonical:
         return canonical
     digest = hashlib.sha256(f"{title}\x1f{date_text or ''}".encode()).hexdigest()[:32]
@@ -135,7 +139,7 @@ def news_id(link: str | None, title: str, date_text: str | None) -> str:
 
 def event_uid(source: str, link: str | None, title: str, start: datetime | date) -> str:
     """Stable uid from (source, canonical link or title, start): the same event keeps its uid across fetches."""
-    anchor = canonical_url(link) or title
+    anchor = _canonical_url(link) or title
     digest = hashlib.sha256(f"{source}\x1f{anchor}\x1f{start.isoformat()}".encode()).hexdigest()[:32]
     return f"{digest}@clusterfeeds"
 
@@ -155,18 +159,18 @@ def with_link_uids(found: Sequence[Record], *, page_url: str) -> list[Record]:
     several events on the page (a generic "events" page), or pointing back at
     the page itself, keep the uid that includes the start.
     """
-    own_page = canonical_url(page_url)
+    own_page = _canonical_url(page_url)
     links: dict[str, int] = {}
     for record in found:
         if isinstance(record, EventRecord) and record.strategy in _PAGE_STRATEGIES and record.link:
-            key = canonical_url(record.link)
+            key = _canonical_url(record.link)
             if key is not None:
                 links[key] = links.get(key, 0) + 1
     if not links:
         return list(found)
     records: list[Record] = []
     for record in found:
-        key = canonical_url(record.link) if isinstance(record, EventRecord) and record.link else None
+        key = _canonical_url(record.link) if isinstance(record, EventRecord) and record.link else None
         if (
             isinstance(record, EventRecord)
             and record.strategy in _PAGE_STRATEGIES
@@ -180,6 +184,7 @@ def with_link_uids(found: Sequence[Record], *, page_url: str) -> list[Record]:
     return records
 
 
+@lru_cache(maxsize=4096)
 def normalised_title(title: str) -> str:
     """Case, accents-as-written, punctuation and spacing ignored: the key that merges strategies."""
     return _PUNCT.sub(" ", title.casefold()).strip()
@@ -348,10 +353,13 @@ class _Group:
 
 def _signature(element: HtmlElement) -> str:
     """Tag plus first stable class: what makes siblings 'the same kind of block'."""
-    classes = [
-        c for c in (element.get("class") or "").split() if c.casefold() not in _STATE_CLASSES and not _DIGIT.search(c)
-    ]
-    return f"{element.tag}.{classes[0]}" if classes else str(element.tag)
+    return _signature_of(str(element.tag), element.get("class"))
+
+
+@lru_cache(maxsize=1024)
+def _signature_of(tag: str, class_attr: str | None) -> str:
+    classes = [c for c in (class_attr or "").split() if c.casefold() not in _STATE_CLASSES and not _DIGIT.search(c)]
+    return f"{tag}.{classes[0]}" if classes else tag
 
 
 def _candidate_groups(root: HtmlElement) -> Iterator[_Group]:
@@ -365,7 +373,7 @@ def _candidate_groups(root: HtmlElement) -> Iterator[_Group]:
             if not isinstance(tag, str) or tag in _SKIP:
                 continue
             stack.append((child, depth + 1))
-            buckets.setdefault(_signature(child), []).append(child)
+            buckets.setdefault(_signature_of(tag, child.get("class")), []).append(child)
         for blocks in buckets.values():
             if len(blocks) >= 2:
                 yield _Group(parent, blocks, depth + 1)
@@ -374,51 +382,57 @@ def _candidate_groups(root: HtmlElement) -> Iterator[_Group]:
 def _segments(block: HtmlElement) -> list[_Segment]:
     out: list[_Segment] = []
     buf: list[str] = []
-    state: dict[str, object] = {"owner": None, "link": None, "heading": False}
+    current_owner: HtmlElement | None = None
+    current_link: HtmlElement | None = None
+    current_heading = False
 
     def flush() -> None:
-        text = clean_text("".join(buf))
-        buf.clear()
-        if text:
-            out.append(_Segment(text, state["owner"], state["link"], bool(state["heading"])))
+        if buf:  # nothing buffered cleans to "": no segment either way
+            text = clean_text("".join(buf))
+            buf.clear()
+            if text:
+                out.append(_Segment(text, current_owner, current_link, current_heading))
 
     def add(text: str, owner: HtmlElement, link: HtmlElement | None, heading: bool) -> None:
-        if owner is not state["owner"] or link is not state["link"]:
+        nonlocal current_owner, current_link, current_heading
+        if owner is not current_owner or link is not current_link:
             flush()
-            state.update(owner=owner, link=link, heading=heading)
+            current_owner, current_link, current_heading = owner, link, heading
         buf.append(text)
 
-    def walk(element: HtmlElement, owner: HtmlElement, link: HtmlElement | None, heading: bool) -> None:
-        tag = element.tag
+    def walk(element: HtmlElement, tag: str, owner: HtmlElement, link: HtmlElement | None, heading: bool) -> None:
         if tag not in _INLINE:
             owner = element
         if tag == "a" and element.get("href"):
             link = element
         heading = heading or tag in _HEADINGS
-        if element.text:
-            add(element.text, owner, link, heading)
+        text = element.text
+        if text:
+            add(text, owner, link, heading)
         for child in element:
-            if not isinstance(child.tag, str) or child.tag in _SKIP:
+            child_tag = child.tag
+            if not isinstance(child_tag, str) or child_tag in _SKIP:
                 pass
-            elif child.tag == "br":
+            elif child_tag == "br":
                 flush()
             else:
-                walk(child, owner, link, heading)
-            if child.tail:
-                add(child.tail, owner, link, heading)
+                walk(child, child_tag, owner, link, heading)
+            tail = child.tail
+            if tail:
+                add(tail, owner, link, heading)
         flush()
 
-    walk(block, block, None, False)
+    walk(block, block.tag, block, None, False)
     flush()
     return out
 
 
 def _is_more(text: str) -> bool:
-    return _PUNCT.sub(" ", text.casefold()).strip() in MORE_WORDS
+    return normalised_title(text) in MORE_WORDS
 
 
 def _is_badge(text: str) -> bool:
-    return _PUNCT.sub(" ", text.casefold()).strip() in CANCELLED_WORDS
+    return normalised_title(text) in CANCELLED_WORDS
 
 
 def _heading_link(heading: HtmlElement) -> HtmlElement | None:
@@ -574,6 +588,9 @@ def find_listings(
     root: HtmlElement, *, source: SourceConfig, base_url: str, fetched_at: datetime, explain: bool = False
 ) -> ListingResult:
     """News teasers and event rows found as repeated blocks of one page."""
+    # Hold a Python proxy of every element for the whole walk: lxml.html otherwise builds (and runs its
+    # class lookup for) a new proxy each time an element is visited again, several times per element.
+    elements = list(root.iter())  # noqa: F841
     groups = [g for g in _candidate_groups(root) if _linked(g.blocks)]
     # Deepest runs first: a run inside a taken block, or containing one, is the same content again.
     groups.sort(key=lambda g: -g.depth)
