@@ -104,6 +104,50 @@ def body_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+class _StateWriter:
+    """Saves source states in groups: a group commit for the states of concurrent sources.
+
+    The first state to arrive is written at once, in a worker thread; states arriving
+    meanwhile wait and go together in the next transaction. Each caller still waits
+    until its own state is committed, so the next run is stored before a source's
+    cycle returns (a restart resumes from it, a worker releases its lease after it),
+    yet a cycle of 1,000 sources costs a handful of transactions instead of 1,000.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending: list[tuple[SourceState, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def save(self, state: SourceState) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((state, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        batch: list[tuple[SourceState, asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._store.save_states, [state for state, _ in batch])
+                except Exception as error:  # e.g. StoreError: each waiting source sees it, as before
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+                batch = []
+        finally:
+            for _, done in batch + self._pending:  # only when cancelled mid-write
+                if not done.done():
+                    done.cancel()
+
+
 def _parse(body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime) -> ParseResult:
     # Top-level so a process pool can pickle it.
     return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
@@ -125,7 +169,11 @@ class Pipeline:
         executor: Executor | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        remember_states: bool = False,
     ) -> None:
+        """``remember_states``: this process is the only one writing source states (the daemon),
+        so they are read from the store once and then kept in memory as they are saved.
+        """
         self.config = config
         self.store = store
         self.fetcher = fetcher
@@ -134,6 +182,10 @@ class Pipeline:
         self.clock = clock
         # Detail pages seen by this process, asked for again with conditional GET.
         self.detail_cache = DetailCache()
+        self.remember_states = remember_states
+        self._states: dict[str, SourceState] | None = None
+        self._states_loading: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._writer = _StateWriter(store)
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.executor is None:
@@ -143,6 +195,32 @@ class Pipeline:
     async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    def forget_states(self) -> None:
+        """Drop remembered states (someone else changed them, e.g. a reload): read them again."""
+        self._states = None
+
+    async def _all_states(self) -> dict[str, SourceState]:
+        """Every stored state, read in one query (and kept, with ``remember_states``)."""
+        if self._states is not None:
+            return self._states
+        if not self.remember_states:
+            states: list[SourceState] = await self._store(self.store.states)
+            return {s.name: s for s in states}
+        loop = asyncio.get_running_loop()
+        if self._states_loading is None or self._states_loading[0] is not loop:
+            self._states_loading = (loop, asyncio.Lock())  # a lock belongs to one event loop
+        async with self._states_loading[1]:
+            if self._states is not None:
+                return self._states
+            loaded: list[SourceState] = await self._store(self.store.states)
+            self._states = {s.name: s for s in loaded}
+            return self._states
+
+    async def _save_state(self, state: SourceState) -> None:
+        await self._writer.save(state)
+        if self._states is not None:
+            self._states[state.name] = state
+
     async def run_all(
         self,
         sources: Sequence[SourceConfig] | None = None,
@@ -151,9 +229,11 @@ class Pipeline:
     ) -> list[SourceOutcome]:
         """Fetch every given source concurrently (the fetcher bounds concurrency per host and overall)."""
         chosen = list(sources if sources is not None else self.config.sources)
+        # One read of every state instead of one query (and one thread hop) per source.
+        known = await self._all_states() if any(s.enabled for s in chosen) else {}
 
         async def one(source: SourceConfig) -> SourceOutcome:
-            outcome = await self.run_source(source)
+            outcome = await self._run(source, known.get(source.name) or SourceState(name=source.name))
             if on_done is not None:
                 on_done(outcome)
             return outcome
@@ -162,10 +242,18 @@ class Pipeline:
 
     async def run_source(self, source: SourceConfig) -> SourceOutcome:
         """One cycle of one source. Never raises for a source's own failure."""
+        if not source.enabled:
+            return SourceOutcome(source.name, Outcome.SKIPPED)
+        if self.remember_states:
+            state = (await self._all_states()).get(source.name) or SourceState(name=source.name)
+        else:
+            state = await self._store(self.store.state, source.name)
+        return await self._run(source, state)
+
+    async def _run(self, source: SourceConfig, state: SourceState) -> SourceOutcome:
         started = time.monotonic()
         if not source.enabled:
             return SourceOutcome(source.name, Outcome.SKIPPED)
-        state: SourceState = await self._store(self.store.state, source.name)
         if state.source_url is not None and state.source_url != source.url:
             # The address changed (perhaps while the daemon was stopped): what we cached belongs to the old one.
             state = replace(state, validators=Validators(), body_hash=None, discovered_url=None, redirected_to=None)
@@ -280,7 +368,7 @@ class Pipeline:
             dormant=False,
             redirected_to=result.permanent_redirect,
         )
-        await self._store(self.store.save_state, new_state)
+        await self._save_state(new_state)
         duration = time.monotonic() - started
         for problem in problems[:20]:
             log_event(log, logging.WARNING, "problem", source=source.name, message=problem.message, where=problem.where)
@@ -333,7 +421,7 @@ class Pipeline:
             next_run=next_run,
             dormant=dormant,
         )
-        await self._store(self.store.save_state, new_state)
+        await self._save_state(new_state)
         duration = time.monotonic() - started
         log_event(
             log,

@@ -99,7 +99,10 @@ class Daemon:
         )
         self.store = open_configured_store(self.config)
         fetcher = Fetcher(self.config.defaults, user_agent=USER_AGENT)
-        self.pipeline = Pipeline(self.config, self.store, fetcher, executor=executor, metrics=self.metrics)
+        # One daemon per data directory (the lock above): its pipeline may keep source states in memory.
+        self.pipeline = Pipeline(
+            self.config, self.store, fetcher, executor=executor, metrics=self.metrics, remember_states=True
+        )
         host = self.options.host or self.config.server.host
         port = self.options.port if self.options.port is not None else self.config.server.port
         install_signal_handlers(self._stop, self.reload)
@@ -305,6 +308,7 @@ class Daemon:
                 # Validators, body hash, discovered feed and redirect belong to the old address.
                 state = replace(state, validators=Validators(), body_hash=None, discovered_url=None, redirected_to=None)
                 self.store.save_state(state)
+                self.pipeline.forget_states()
             if source.enabled:
                 self._add_job(source, now if moved else first_run_time(source, state.next_run, now))
         log_event(

@@ -63,6 +63,10 @@ class Store(Protocol):
 
     def save_state(self, state: SourceState) -> None: ...
 
+    def save_states(self, states: Sequence[SourceState]) -> None:
+        """Save several states in one transaction (what a cycle's sources finished at about the same time)."""
+        ...
+
     def generation(self) -> int:
         """A number that rises whenever records change: publish skips work when it has not."""
         ...

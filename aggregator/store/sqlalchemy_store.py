@@ -498,7 +498,9 @@ class SqlStore:
         statement = insert.on_conflict_do_update(
             index_elements=[source_state.c.name], set_={column: insert.excluded[column] for column in _STATE_COLUMNS}
         )
-        action = f"saving state of source '{rows[0]['name']}'" if len(rows) == 1 else f"saving {len(rows)} source states"
+        action = (
+            f"saving state of source '{rows[0]['name']}'" if len(rows) == 1 else f"saving {len(rows)} source states"
+        )
         with self._transaction(action, write=True) as conn:
             conn.execute(statement, rows)
         self.states_written += len(rows)
