@@ -71,6 +71,12 @@ _NAMESPACED = {f"{{{_CONTENT}}}encoded": "content", f"{{{_DC}}}creator": "author
 _FEEDPARSER_EMAIL = re.compile(
     r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
 )
+# Markup that feedparser's URI resolver and sanitiser both give back unchanged: these tags without
+# attributes, and text without "<", ">", "&" or CR (tests/parse/test_fastfeed.py checks it against
+# them). Such a fragment skips their two sgmllib passes, the largest cost left on this path.
+_PLAIN_TAGS = "p|strong|em|b|i|u|ul|ol|li|h2|h3|h4|blockquote|div|span|small|sub|sup"
+_PLAIN_MARKUP = re.compile(rf"(?:[^<>&\r]|</?(?:{_PLAIN_TAGS})>)*")
+_C1 = re.compile("[\x80-\x9f]")  # what feedparser's cp1252 table maps
 _LINK_REFERENCE = re.compile("&([A-Za-z0-9_]+);")
 _looks_like_html: Callable[[str], bool] = _FeedParserMixin.looks_like_html
 
@@ -159,12 +165,16 @@ def _processed(raw: str, name: str, kind: str | None, base: str, *, atom: bool, 
         output = _urljoin(base, output)
     if not atom and kind == "text/plain" and _looks_like_html(output):
         kind = "text/html"
-    if name in ("title", "description", "summary", "content") and _map_content_type(kind or "text/html") in _HTML_TYPES:
+    if (
+        name in ("title", "description", "summary", "content")
+        and _map_content_type(kind or "text/html") in _HTML_TYPES
+        and not _PLAIN_MARKUP.fullmatch(output)
+    ):
         output = resolve_relative_uris(output, base, "utf-8", kind or "text/html")
         output = _sanitize_html(output, "utf-8", kind or "text/html")
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):  # UTF-8 read as latin-1 upstream
         output = output.encode("iso-8859-1").decode("utf-8")
-    return str(output.translate(_cp1252))
+    return str(output.translate(_cp1252)) if _C1.search(output) else output
 
 
 def _content_kind(element: etree._Element, default: str) -> str:
