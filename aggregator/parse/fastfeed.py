@@ -77,6 +77,9 @@ _FEEDPARSER_EMAIL = re.compile(
 _PLAIN_TAGS = "p|strong|em|b|i|u|ul|ol|li|h2|h3|h4|blockquote|div|span|small|sub|sup"
 _PLAIN_MARKUP = re.compile(rf"(?:[^<>&\r]|</?(?:{_PLAIN_TAGS})>)*")
 _C1 = re.compile("[\x80-\x9f]")  # what feedparser's cp1252 table maps
+_DECLARATION = re.compile(r"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*(["'])(.*?)\2""")
+# feedparser's own prefix for each namespace it knows, by lower-cased URI.
+_KNOWN_PREFIXES: dict[str, str] = {str(uri).lower(): str(p) for uri, p in _FeedParserMixin.namespaces.items()}
 _LINK_REFERENCE = re.compile("&([A-Za-z0-9_]+);")
 _looks_like_html: Callable[[str], bool] = _FeedParserMixin.looks_like_html
 
@@ -421,8 +424,8 @@ def _item(entry: _Entry, url: str, base: str, source: SourceConfig, *, atom: boo
         authors = [entry.author]
     enclosures = []
     for link in entry.links:
-        href = absolute_url(link.get("href"), url)
-        if link.get("rel") == "enclosure" and href:
+        href = absolute_url(link.get("href"), url) if link.get("rel") == "enclosure" else None
+        if href:
             length = (link.get("length") or "").strip()
             enclosures.append(Enclosure(href, link.get("type") or None, int(length) if length.isdigit() else None))
     return _Item(
@@ -481,6 +484,21 @@ def _check_outside_attributes(element: etree._Element) -> None:
         raise _Decline("xml:base or base attribute")
 
 
+def _check_prefixes(text: str) -> None:
+    """Namespace prefixes feedparser would remap: a known namespace under another prefix, or a reused prefix.
+
+    feedparser names elements by prefix and maps declared prefixes onto its own
+    (``namespacemap``), so such declarations can route an element to another
+    handler than its namespace says. Declarations are found by a plain scan, so
+    ``xmlns:`` text inside content may decline a feed that would have been fine.
+    """
+    declared: dict[str, str] = {}
+    for prefix, _quote, uri in _DECLARATION.findall(text):
+        standard = _KNOWN_PREFIXES.get(uri.lower())
+        if declared.setdefault(prefix, uri) != uri or (standard and standard != prefix):
+            raise _Decline(f"namespace prefix {prefix!r} for {uri}")
+
+
 def _parser() -> etree.XMLParser:
     """Hardened: no DTD, no entity expansion, no network, libxml2's default depth and size limits."""
     return etree.XMLParser(
@@ -499,6 +517,7 @@ def _read(text: str, url: str, source: SourceConfig) -> list[Any]:
 
     if _PROLOG.match(text):
         raise _Decline("a DOCTYPE")
+    _check_prefixes(text)
     try:
         root = etree.fromstring(_with_utf8_declaration(text), _parser())
     except (etree.XMLSyntaxError, ValueError) as error:

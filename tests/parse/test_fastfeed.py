@@ -178,6 +178,13 @@ _ITEM = '<?xml version="1.0"?><rss version="2.0"><channel><title>c</title><item>
             id="media-rss",
         ),
         pytest.param(
+            _ITEM.replace("<rss ", '<rss xmlns:content="http://purl.org/dc/elements/1.1/" ')
+            .format("<title>t</title><content:creator>Eva Gruber</content:creator>")
+            .encode(),
+            "namespace prefix 'content' for http://purl.org/dc/elements/1.1/",
+            id="known-namespace-under-another-prefix",
+        ),
+        pytest.param(
             _ITEM.format("<title>one</title><title>two</title>").encode(),
             "repeated <title> in an entry",
             id="two-titles",
