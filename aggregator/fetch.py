@@ -29,7 +29,7 @@ import httpx
 from aggregator import USER_AGENT
 from aggregator.config import Defaults, SourceConfig
 from aggregator.errors import FetchError
-from aggregator.netguard import GuardedTransport, Policy, pinned, resolve
+from aggregator.netguard import GuardedTransport, Policy, Resolutions, pinned, resolve
 from aggregator.records import Validators
 from aggregator.robots import (
     MAX_ROBOTS_BYTES,
@@ -388,6 +388,7 @@ class Fetcher:
         self._slots = asyncio.Semaphore(defaults.concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._robots = RobotsCache()
+        self._resolutions = Resolutions()
         self._robots_locks: dict[str, asyncio.Lock] = {}
 
     async def aclose(self) -> None:
@@ -506,7 +507,7 @@ class Fetcher:
             target_url = _checked_url(request.url, current)
             host = target_url.raw_host.decode("ascii")
             port = _default_port(target_url)
-            addresses = await resolve(request.url, host, port, request.policy)
+            addresses = await resolve(request.url, host, port, request.policy, cache=self._resolutions)
             if request.robots:
                 await self._check_robots(request, current)
             response = await self._send(request, target_url, host, port, addresses)

@@ -20,6 +20,7 @@ import ipaddress
 import select
 import socket
 import ssl
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from aggregator.errors import FetchError
 __all__ = [
     "GuardedTransport",
     "Policy",
+    "Resolutions",
     "address_category",
     "check_host",
     "is_fetchable_address",
@@ -47,6 +49,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 shared address space
 _ULA = ipaddress.IPv6Network("fc00::/7")  # RFC 4193 unique local
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the embedded IPv4 is the real target
+RESOLUTION_TTL_S = 30.0  # how long a DNS answer is reused (a short time: names do move)
+MAX_RESOLUTIONS = 10_000  # expired answers are dropped when the cache grows past this
 
 
 def _v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -130,13 +134,46 @@ def check_host(url: str, host: str, policy: Policy) -> None:
         )
 
 
-async def resolve(url: str, host: str, port: int, policy: Policy) -> tuple[str, ...]:
-    """Addresses of ``host`` that the policy allows connecting to; raises FetchError otherwise.
+class Resolutions:
+    """DNS answers per (host, port), kept for a few seconds.
 
-    Every address must pass: a name that resolves to one public and one
-    private address is refused rather than raced.
+    A cycle asks for the same few hosts hundreds of times, and each lookup is a
+    thread hop. Only the lookup is cached: the policy check still runs on every
+    call (sources differ in ``allow_private``), and connections still go only to
+    the checked addresses, so a cached answer cannot be steered anywhere new.
     """
-    check_host(url, host, policy)
+
+    def __init__(self, ttl: float = RESOLUTION_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._answers: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+
+    def get(self, host: str, port: int) -> tuple[str, ...] | None:
+        entry = self._answers.get((_norm_host(host), port))
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def put(self, host: str, port: int, addresses: tuple[str, ...]) -> None:
+        now = self._clock()
+        if len(self._answers) > MAX_RESOLUTIONS:
+            self._answers = {key: entry for key, entry in self._answers.items() if entry[0] > now}
+        self._answers[(_norm_host(host), port)] = (now + self.ttl, addresses)
+
+
+def _literal(host: str) -> str | None:
+    """``host`` as an address when it is one (no lookup needed), else None."""
+    name = _norm_host(host)
+    if "%" in name:
+        return None
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    return name
+
+
+async def _lookup(url: str, host: str, port: int) -> tuple[str, ...]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
@@ -145,6 +182,30 @@ async def resolve(url: str, host: str, port: int, policy: Policy) -> tuple[str, 
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise FetchError(url, f"name not resolved: {host}", reason="dns")
+    return addresses
+
+
+async def resolve(
+    url: str, host: str, port: int, policy: Policy, *, cache: Resolutions | None = None
+) -> tuple[str, ...]:
+    """Addresses of ``host`` that the policy allows connecting to; raises FetchError otherwise.
+
+    Every address must pass: a name that resolves to one public and one
+    private address is refused rather than raced. ``cache`` (optional) saves
+    repeated lookups of one name; failed lookups are not kept.
+    """
+    check_host(url, host, policy)
+    literal = _literal(host)
+    if literal is not None:
+        addresses: tuple[str, ...] = (literal,)
+    else:
+        cached = cache.get(host, port) if cache is not None else None
+        if cached is not None:
+            addresses = cached
+        else:
+            addresses = await _lookup(url, host, port)
+            if cache is not None:
+                cache.put(host, port, addresses)
     for address in addresses:
         if is_fetchable_address(address, allow_private=policy.allow_private):
             continue

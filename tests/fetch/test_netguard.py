@@ -17,7 +17,15 @@ from pytest_httpserver import HTTPServer
 from aggregator.config import Defaults, SourceConfig
 from aggregator.errors import FetchError
 from aggregator.fetch import FetchResult
-from aggregator.netguard import GuardedTransport, address_category, is_fetchable_address, is_public_address
+from aggregator.netguard import (
+    GuardedTransport,
+    Policy,
+    Resolutions,
+    address_category,
+    is_fetchable_address,
+    is_public_address,
+    resolve,
+)
 
 Fetch = Callable[..., FetchResult]
 
@@ -184,3 +192,45 @@ def test_transport_refuses_a_connection_nobody_checked(server: HTTPServer) -> No
 
     assert str(caught.value) == f"no checked address for 127.0.0.1:{server.port}"
     assert server.log == []
+
+
+def test_a_cached_dns_answer_is_still_checked_against_each_sources_policy() -> None:
+    # "cluster.invalid" cannot resolve: only the cached answer (a private address) can be used.
+    cache = Resolutions(ttl=30.0, clock=lambda: 100.0)
+    cache.put("Cluster.Invalid.", 443, ("10.20.30.40",))
+    url = "https://cluster.invalid/feed.xml"
+
+    allowed = asyncio.run(resolve(url, "cluster.invalid", 443, Policy(allow_private=True), cache=cache))
+    with pytest.raises(FetchError) as refused:
+        asyncio.run(resolve(url, "cluster.invalid", 443, Policy(), cache=cache))
+
+    assert allowed == ("10.20.30.40",)
+    assert refused.value.reason == "private-address"
+    assert refused.value.message == (
+        "cluster.invalid resolves to 10.20.30.40, which is not a public address (private); set allow_private to fetch it"
+    )
+
+
+def test_a_dns_answer_is_looked_up_again_after_its_time() -> None:
+    now = [100.0]
+    cache = Resolutions(ttl=30.0, clock=lambda: now[0])
+    cache.put("cluster.invalid", 443, ("10.20.30.40",))
+    now[0] = 129.9
+    kept = cache.get("cluster.invalid", 443)
+    now[0] = 130.0
+    url = "https://cluster.invalid/feed.xml"
+    with pytest.raises(FetchError) as lookup:
+        asyncio.run(resolve(url, "cluster.invalid", 443, Policy(allow_private=True), cache=cache))
+
+    assert kept == ("10.20.30.40",)
+    assert (lookup.value.reason, lookup.value.message) == ("dns", "name not resolved: cluster.invalid")
+    assert cache.get("cluster.invalid", 443) is None  # a failed lookup is not kept
+
+
+def test_an_address_literal_needs_no_lookup_and_is_checked() -> None:
+    with pytest.raises(FetchError) as refused:
+        asyncio.run(resolve("http://169.254.169.254/latest", "169.254.169.254", 80, Policy()))
+    assert refused.value.message == (
+        "169.254.169.254 is not a public address (link-local); set allow_private to fetch it"
+    )
+    assert asyncio.run(resolve("http://[::1]/", "::1", 80, Policy(allow_private=True))) == ("::1",)
