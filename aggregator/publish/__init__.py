@@ -59,6 +59,7 @@ class PublishReport:
     # Until when the files stay right without any record changing (events start, leave the window).
     valid_until: datetime | None = None
     skipped: bool = False  # nothing changed since the last publish: no record was read, nothing rendered
+    rendered: tuple[str, ...] = ()  # scopes rendered ("news", "sources/x", "tags/y"); the others were skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +424,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     touched: set[Path] = set()
     pending: list[tuple[str, Future[bool]]] = []
     done_scopes: dict[str, Any] = {}
+    rendered: list[str] = []
 
     def settle(keep: int) -> None:
         nonlocal unchanged
@@ -453,6 +455,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                     continue
                 for output in scope.render():
                     submit(output)
+                rendered.append(scope.prefix)
                 done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
             for output in render_pages():
                 submit(output)
@@ -475,7 +478,13 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     for folder in ("sources", "tags"):
         keep = {Path(p).name for s in scopes for p in s.paths if p.startswith(folder + "/")}
         removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, keep, _FEED_SUFFIXES)]
-    return PublishReport(written=tuple(written), unchanged=unchanged, removed=tuple(removed), valid_until=until)
+    return PublishReport(
+        written=tuple(written),
+        unchanged=unchanged,
+        removed=tuple(removed),
+        valid_until=until,
+        rendered=tuple(rendered),
+    )
 
 
 _TOKEN_FILE = "publish-token.json"  # beside publish-state.json: what the files in feeds/ were made from

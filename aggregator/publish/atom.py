@@ -8,6 +8,7 @@ from aggregator.publish._common import (
     FeedMeta,
     attr,
     feed_updated,
+    memoized,
     news_pieces,
     rfc3339,
     safe_url,
@@ -21,6 +22,12 @@ _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 
 def _entry(item: StoredNews) -> str:
+    """One ``<entry>``, rendered once per publish and reused by every scope that shows it."""
+    fragment: str = memoized("atom", item, lambda: _render_entry(item))
+    return fragment
+
+
+def _render_entry(item: StoredNews) -> str:
     record = item.record
     pieces = news_pieces(item)
     published = record.published

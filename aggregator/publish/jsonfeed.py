@@ -8,6 +8,7 @@ from typing import Any
 
 from aggregator.publish._common import (
     FeedMeta,
+    memoized,
     news_pieces,
     rfc3339,
     safe_url,
@@ -26,6 +27,12 @@ def _dumps(value: Any) -> str:
 
 
 def _item(item: StoredNews) -> str:
+    """One item object, serialised once per publish and reused by every scope that shows it."""
+    fragment: str = memoized("json", item, lambda: _render_item(item))
+    return fragment
+
+
+def _render_item(item: StoredNews) -> str:
     record = item.record
     pieces = news_pieces(item)
     out: dict[str, Any] = {"id": pieces.id}

@@ -14,6 +14,7 @@ from aggregator.publish._common import (
     FeedMeta,
     attr,
     feed_updated,
+    memoized,
     news_pieces,
     rfc822,
     safe_url,
@@ -31,7 +32,16 @@ _HEAD = (
 
 
 def _item(item: StoredNews, origin_url: str | None) -> str:
-    """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element."""
+    """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element.
+
+    Rendered once per publish (the origin of a source is fixed within one) and reused by
+    every scope that shows the item.
+    """
+    fragment: str = memoized("rss", item, lambda: _render_item(item, origin_url))
+    return fragment
+
+
+def _render_item(item: StoredNews, origin_url: str | None) -> str:
     record = item.record
     pieces = news_pieces(item)
     parts = ["<item>\n<title>", text(pieces.title), "</title>\n"]
