@@ -6,20 +6,30 @@ a "globally unique" ``/vendor/.../Europe/Berlin`` TZID; the file's VTIMEZONE
 winter and summer offsets equal the VTIMEZONE's); else the source's zone plus a
 Problem. Floating times take ``X-WR-TIMEZONE`` or the source's zone; ``Z`` times
 stay in UTC. Damaged lines and properties become Problems; the rest is kept.
+
+Memory stays bounded by one event: the body is unfolded and decoded in pieces,
+split into its calendar properties, VTIMEZONEs and VEVENTs by a small strict
+splitter, and icalendar parses one VEVENT at a time (VTIMEZONEs and calendar
+properties first, wherever they stand). A document the splitter does not
+understand exactly goes through icalendar whole, as before (``_parse_whole``);
+both paths give equal results, which tests/parse_feed/test_ical_stream.py checks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Component
+from icalendar.parser.content_line import NEWLINE, UFOLD, Contentline
 from icalendar.parser.ical.component import ComponentIcalParser
-from icalendar.prop import vBroken
+from icalendar.parser.parameter import Parameters
+from icalendar.prop import vBroken, vDDDTypes, vText, vUnknown
 
 from aggregator.config import SourceConfig
 from aggregator.parse._common import UNTITLED, bounded_html, hash_id, merge_tags, text_to_html
@@ -49,6 +59,51 @@ _NOT_ZONES = {"localtime", "posixrules", "factory"}  # files in zoneinfo dirs th
 Moment = datetime | date
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+class _Line(Contentline):
+    """A content line split into name, parameters and value without a walk over its whole value.
+
+    icalendar's ``raw_parts`` visits every character in Python, long DESCRIPTIONs
+    included, though only the text before the first colon decides the split when
+    that text holds no quote or backslash. Then only that prefix is split, by
+    icalendar (once per distinct prefix: ``DTSTART;TZID=Europe/Berlin:`` recurs) or,
+    for a plain ``NAME:``, directly with the result icalendar gives; a line
+    icalendar rejects is split whole again, so its error quotes the whole line.
+    """
+
+    __slots__ = ()
+    strict: bool  # Contentline's slot
+
+    def raw_parts(self) -> tuple[str, Parameters, str]:
+        colon = self.find(":")
+        if colon > 0:
+            head = self[:colon]
+            if '"' not in head and "\\" not in head:
+                if _PLAIN_NAME.fullmatch(head):
+                    return head, Parameters(), self[colon + 1 :]
+                split = _split_prefix(self[: colon + 1], self.strict)
+                if split is not None:
+                    name, params = split
+                    return (
+                        name,
+                        Parameters((k, list(v) if isinstance(v, tuple) else v) for k, v in params),
+                        self[colon + 1 :],
+                    )
+        return super().raw_parts()
+
+
+@lru_cache(maxsize=1024)
+def _split_prefix(prefix: str, strict: bool) -> tuple[str, tuple[tuple[str, str | tuple[str, ...]], ...]] | None:
+    """icalendar's name and parameters of ``NAME;PARAMS:`` (lists kept as tuples), None when it rejects them."""
+    try:
+        name, params, _ = Contentline(prefix, strict=strict).raw_parts()  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None
+    return name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
+
+
 class _WallClockParser(ComponentIcalParser):
     """icalendar's component parser without its process-wide time-zone machinery.
 
@@ -61,8 +116,8 @@ class _WallClockParser(ComponentIcalParser):
 
     datetime_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text, Calendar._get_component_factory(), Calendar.types_factory)
+    def __init__(self, data: str | list[Contentline]) -> None:
+        super().__init__(data, Calendar._get_component_factory(), Calendar.types_factory)
         self.skipped: list[str] = []
 
     def handle_end_component(self, vals: str) -> None:
@@ -89,6 +144,7 @@ class _WallClockParser(ComponentIcalParser):
             self.skipped.append(f"broken {name} skipped: {exception}")
 
 
+@lru_cache(maxsize=512)
 def _zone_named(name: str) -> ZoneInfo | None:
     """The zone an IANA, Windows, display or ``/vendor/.../Area/City`` name stands for."""
     cleaned = name.strip().strip('"').strip()
@@ -354,26 +410,58 @@ def _event(event: Component, number: int, ctx: _Context) -> tuple[EventRecord | 
 
 def _without_truncation(text: str) -> tuple[str, str | None]:
     """A download cut short keeps its complete events: cut after the last END:VEVENT, close the calendar."""
-    if re.search(r"^END:VCALENDAR\s*$", text, re.I | re.M):
+    if _CALENDAR_END.search(text):
         return text, None
-    ends = list(re.finditer(r"^END:VEVENT[ \t]*\r?$", text, re.I | re.M))
+    ends = list(_EVENT_END.finditer(text))
     if ends:
         text = text[: ends[-1].end()]
-    return text.rstrip(
-        "\r\n"
-    ) + "\r\nEND:VCALENDAR\r\n", "calendar is truncated (no END:VCALENDAR); kept its complete events"
+    return text.rstrip("\r\n") + _CLOSING, _TRUNCATED
 
 
 def _not_a_calendar(source: SourceConfig, why: str) -> ParseResult:
     return ParseResult(problems=(Problem(source.name, f"not an iCalendar file: {why}"),))
 
 
-def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
-    """Bytes of one iCalendar fetch -> one record per VEVENT (overrides keyed by RECURRENCE-ID). No I/O.
+def _context(
+    outline: tuple[Component, dict[str, Component]], ctx: tuple[SourceConfig, str, datetime], problems: list[Problem]
+) -> _Context:
+    """What every event of one VCALENDAR (and its VTIMEZONEs by TZID) is read with; its own damage to ``problems``."""
+    (calendar, vtimezones), (source, url, fetched_at) = outline, ctx
+    problems.extend(Problem(source.name, f"broken {name or 'line'}: {message}") for name, message in calendar.errors)
+    zones = _Zones(source.timezone, source.timezone, vtimezones, fetched_at.year)
+    declared = _text(calendar, "X-WR-TIMEZONE")
+    if declared:
+        floating = _zone_named(declared)
+        if floating is None:
+            problems.append(Problem(source.name, f"unknown X-WR-TIMEZONE {declared!r}; using {source.timezone.key}"))
+        zones.floating = floating or source.timezone
+    return _Context(source, url, zones, cancelled=_text(calendar, "METHOD").upper() == "CANCEL")
 
-    A file that is not iCalendar gives no records and a Problem "not an iCalendar
-    file: ..."; a damaged event or property gives a Problem and the rest is kept.
-    Of two events with the same UID and RECURRENCE-ID the higher SEQUENCE (else the first) is kept.
+
+def _vtimezones(components: Iterable[Component]) -> dict[str, Component]:
+    return {str(tz.get("TZID")): tz for tz in components if tz.get("TZID")}
+
+
+def _keep(record: EventRecord, records: dict[str, EventRecord], problems: list[Problem]) -> None:
+    """Of two events with the same UID and RECURRENCE-ID the higher SEQUENCE (else the first) stays."""
+    kept = records.get(record.key)
+    if kept is not None:
+        winner = record if record.sequence > kept.sequence else kept
+        problems.append(
+            Problem(
+                record.source,
+                f"duplicate UID/RECURRENCE-ID; kept SEQUENCE {winner.sequence}",
+                f"VEVENT uid={record.uid}",
+            )
+        )
+        record = winner
+    records[record.key] = record
+
+
+def _parse_whole(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
+    """``parse_ical`` with icalendar reading the whole document at once (memory grows with the file).
+
+    The path for documents the streaming splitter declines, and the reference it is tested against.
     """
     text, decode_problem = _decode(body)
     head = text.lstrip()
@@ -397,35 +485,301 @@ def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datet
     for calendar in calendars:
         if calendar.name != "VCALENDAR":
             continue
-        problems.extend(
-            Problem(source.name, f"broken {name or 'line'}: {message}") for name, message in calendar.errors
-        )
-        zones = _Zones(source.timezone, source.timezone, {}, fetched_at.year)
-        zones.vtimezones = {str(tz.get("TZID")): tz for tz in calendar.walk("VTIMEZONE") if tz.get("TZID")}
-        declared = _text(calendar, "X-WR-TIMEZONE")
-        if declared:
-            floating = _zone_named(declared)
-            if floating is None:
-                problems.append(
-                    Problem(source.name, f"unknown X-WR-TIMEZONE {declared!r}; using {source.timezone.key}")
-                )
-            zones.floating = floating or source.timezone
-        ctx = _Context(source, url, zones, cancelled=_text(calendar, "METHOD").upper() == "CANCEL")
+        ctx = _context((calendar, _vtimezones(calendar.walk("VTIMEZONE"))), (source, url, fetched_at), problems)
         for number, component in enumerate(calendar.walk("VEVENT"), start=1):
             record, event_problems = _event(component, number, ctx)
             problems.extend(event_problems)
-            if record is None:
-                continue
-            kept = records.get(record.key)
-            if kept is not None:
-                winner = record if record.sequence > kept.sequence else kept
-                problems.append(
-                    Problem(
-                        source.name,
-                        f"duplicate UID/RECURRENCE-ID; kept SEQUENCE {winner.sequence}",
-                        f"VEVENT uid={record.uid}",
-                    )
-                )
-                record = winner
-            records[record.key] = record
+            if record is not None:
+                _keep(record, records, problems)
     return ParseResult(records=tuple(records.values()), problems=tuple(problems))
+
+
+# --- streaming: the same result, holding one event's objects at a time -------------------------------
+
+_CHUNK_BYTES = 1 << 18
+_CUT = re.compile(rb"\n(?=[A-Za-z])")  # a line break before a line that starts with a letter
+_BOM = b"\xef\xbb\xbf"
+_CALENDAR_END = re.compile(r"^END:VCALENDAR\s*$", re.I | re.M)
+_EVENT_END = re.compile(r"^END:VEVENT[ \t]*\r?$", re.I | re.M)
+_CLOSING = "\r\nEND:VCALENDAR\r\n"
+_TRUNCATED = "calendar is truncated (no END:VCALENDAR); kept its complete events"
+# A line icalendar could take for BEGIN or END (its name part, white space removed, upper-cased:
+# "ı".upper() is "I"); anything that matches this but not _BEGIN_END sends the document down the whole path.
+_MAYBE_MARKER = re.compile(r"\s*(?:b\s*e\s*g\s*[iı]\s*n|e\s*n\s*d)", re.I)
+_BEGIN_END = re.compile(r"(BEGIN|END):([A-Za-z0-9-]+)", re.I)
+_SPLIT_AT = frozenset({"VCALENDAR", "VEVENT", "VTIMEZONE"})  # found only where the splitter looks for them
+
+
+class _Odd(Exception):
+    """The splitter met a structure it does not read exactly as icalendar would."""
+
+
+def _pieces(body: bytes) -> Iterator[bytes]:
+    """The body unfolded, in pieces of about 256 KiB, each cut before a line that starts with a letter.
+
+    No fold, line or UTF-8 sequence crosses such a cut, so every piece unfolds and
+    decodes (and icalendar unfolds it again) exactly as it does within the whole body.
+    """
+    start = len(_BOM) if body.startswith(_BOM) else 0
+    while start < len(body):
+        cut = _CUT.search(body, start + _CHUNK_BYTES)
+        end = cut.end() if cut else len(body)
+        yield _FOLD.sub(b"", body[start:end])
+        start = end
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a first cheap pass over the pieces tells: how the text starts, its damage, where it ends."""
+
+    head: str  # the first 40 characters after leading white space
+    pieces: int
+    undecodable: str | None
+    truncated: bool
+    cut: tuple[int, int] | None  # piece and offset just after the last END:VEVENT of a truncated file
+
+
+def _plan(body: bytes) -> _Plan:
+    head, undecodable, offset, pieces = "", None, 0, 0
+    complete, cut = False, None
+    for index, piece in enumerate(_pieces(body)):
+        pieces += 1
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if undecodable is None:
+                undecodable = f"not valid UTF-8 ({error.reason} at byte {offset + error.start})"
+            text = piece.decode("utf-8", errors="replace")
+        offset += len(piece)
+        if len(head) < 40:
+            head = (head + text[:40] if head else text.lstrip()[:40])[:40]
+        if not complete:
+            complete = _CALENDAR_END.search(text) is not None
+        if not complete and (ends := [match.end() for match in _EVENT_END.finditer(text)]):
+            cut = (index, ends[-1])
+    return _Plan(head, pieces, undecodable, not complete, cut if not complete else None)
+
+
+def _texts(body: bytes, plan: _Plan) -> Iterator[str]:
+    """The decoded pieces; a truncated file ends after its last complete event and is closed."""
+    for index, piece in enumerate(_pieces(body)):
+        text = piece.decode("utf-8", errors="replace")
+        if plan.truncated and plan.cut is not None and index == plan.cut[0]:
+            yield text[: plan.cut[1]].rstrip("\r\n") + _CLOSING
+            return
+        if plan.truncated and plan.cut is None and index == plan.pieces - 1:
+            text = text.rstrip("\r\n") + _CLOSING
+        yield text
+
+
+def _lines(body: bytes, plan: _Plan) -> Iterator[str]:
+    """The content lines icalendar would see, one piece at a time."""
+    for text in _texts(body, plan):
+        for line in NEWLINE.split(UFOLD.sub("", text)):
+            if line:
+                yield line
+
+
+def _split(lines: Iterator[str]) -> Iterator[tuple[str, str, list[str]]]:
+    """Units of a calendar stream: ("BEGIN"/"END", "VCALENDAR", []), ("PROPERTY", "", [line]), ("BLOCK", name, lines).
+
+    Strict: top level holds only VCALENDARs; VCALENDAR, VEVENT and VTIMEZONE stand
+    only directly in a VCALENDAR; every END names the open component; nothing stays open.
+    """
+    stack: list[str] = []
+    block: list[str] = []
+    for line in lines:
+        if _MAYBE_MARKER.match(line) is None:
+            if len(stack) > 1:
+                block.append(line)
+            elif stack:
+                yield "PROPERTY", "", [line]
+            else:
+                raise _Odd(f"line outside a calendar: {line[:40]!r}")
+            continue
+        marker = _BEGIN_END.fullmatch(line)
+        if marker is None:
+            raise _Odd(f"unusual BEGIN or END line: {line[:40]!r}")
+        name = marker.group(2).upper()
+        if marker.group(1).upper() == "BEGIN":
+            if (name == "VCALENDAR") != (not stack) or (len(stack) > 1 and name in _SPLIT_AT):
+                raise _Odd(f"{name} inside {stack}")
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            raise _Odd(f"END:{name} does not close the open component")
+        if not stack:
+            yield "END", name, []
+        elif len(stack) == 1 and name == "VCALENDAR":
+            yield "BEGIN", name, []
+        else:
+            block.append(line)
+            if len(stack) == 1:
+                yield "BLOCK", name, block
+                block = []
+    if stack:
+        raise _Odd(f"{stack[-1]} is never closed")
+
+
+@dataclass(slots=True)
+class _Outline:
+    """One VCALENDAR's own property lines and its VTIMEZONEs: what its events are read with."""
+
+    properties: list[str] = field(default_factory=list)
+    vtimezones: list[Component] = field(default_factory=list)
+
+
+class _Late(Exception):
+    """A calendar property or VTIMEZONE stands after an event that needed it: read the outline first."""
+
+
+def _outline(units: Iterator[tuple[str, str, list[str]]]) -> list[_Outline]:
+    """The outline of every VCALENDAR, in a pass that parses no event."""
+    calendars: list[_Outline] = []
+    for kind, name, lines in units:
+        if kind == "BEGIN":
+            calendars.append(_Outline())
+        elif kind == "PROPERTY":
+            calendars[-1].properties.extend(lines)
+        elif kind == "BLOCK" and name == "VTIMEZONE":
+            calendars[-1].vtimezones.extend(_components(lines, []))
+    return calendars
+
+
+def _components(lines: list[str], skipped: list[str]) -> list[Component]:
+    """icalendar's reading of a few content lines; lines it skips are noted in ``skipped``."""
+    parser = _WallClockParser([_Line(line) for line in lines])  # type: ignore[no-untyped-call]
+    components = parser.parse()
+    skipped.extend(parser.skipped)
+    return components
+
+
+# Every VEVENT property ``_event`` reads; the others matter only when icalendar could find them damaged.
+_READ = frozenset({
+    "SUMMARY", "DTSTART", "DTEND", "DURATION", "UID", "STATUS", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID",
+    "SEQUENCE", "CATEGORIES", "URL", "LOCATION", "DESCRIPTION", "X-ALT-DESC", "LAST-MODIFIED", "DTSTAMP",
+    "BEGIN", "END",
+})  # fmt: skip
+_PLAIN_PROPERTY = re.compile(r"([A-Za-z0-9-]+):")
+_UTC_DATE_TIME = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z?")
+
+
+@lru_cache(maxsize=1024)
+def _unread_kind(name: str) -> str:
+    """How an unread property of this name can be dropped unparsed: "always", "date-time" (if valid), or ""."""
+    if name in _READ:
+        return ""
+    kind = Calendar.types_factory.for_property(name)
+    if kind in (vText, vUnknown):  # any value is accepted: never a Problem
+        return "always"
+    return "date-time" if kind is vDDDTypes else ""
+
+
+def _unread(line: str) -> bool:
+    """A line without parameters that ``_event`` never reads and icalendar could not find damaged."""
+    plain = _PLAIN_PROPERTY.match(line)
+    if plain is None:
+        return False
+    kind = _unread_kind(plain.group(1).upper())
+    if kind != "date-time":
+        return kind == "always"
+    when = _UTC_DATE_TIME.fullmatch(line, plain.end())
+    if when is None:
+        return False
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in when.groups())
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:  # icalendar would report it: keep the line
+        return False
+    return True
+
+
+def _read_units(
+    units: Iterator[tuple[str, str, list[str]]],
+    outlines: list[_Outline] | None,
+    ctx_parts: tuple[SourceConfig, str, datetime],
+) -> tuple[dict[str, EventRecord], list[str], list[Problem]]:
+    """Records, skipped lines and Problems of a calendar stream, one VEVENT parsed at a time.
+
+    With no ``outlines`` each calendar's properties and VTIMEZONEs are taken as
+    they come, which is enough when they stand before its first event (else _Late).
+    """
+    skipped: list[str] = []
+    found: list[Problem] = []
+    records: dict[str, EventRecord] = {}
+    given = iter(outlines) if outlines is not None else None
+    outline, ctx, number = _Outline(), None, 0
+    for kind, name, lines in units:
+        if kind == "BEGIN":
+            outline, ctx, number = next(given) if given is not None else _Outline(), None, 0
+        elif kind == "PROPERTY":
+            _components(["BEGIN:VCALENDAR", *lines, "END:VCALENDAR"], skipped)
+            if given is None:
+                if ctx is not None:
+                    raise _Late
+                outline.properties.extend(lines)
+        elif kind == "BLOCK" and name == "VEVENT":
+            if ctx is None:
+                ctx = _context(_calendar(outline), ctx_parts, found)
+            number += 1
+            record, event_problems = _event(
+                _components([line for line in lines if not _unread(line)], skipped)[0], number, ctx
+            )
+            found.extend(event_problems)
+            if record is not None:
+                _keep(record, records, found)
+        elif kind == "BLOCK":
+            components = _components(lines, skipped)
+            if name == "VTIMEZONE" and given is None:
+                if ctx is not None:
+                    raise _Late
+                outline.vtimezones.extend(components)
+        elif ctx is None:  # END:VCALENDAR of a calendar without events: its own damage is reported all the same
+            _context(_calendar(outline), ctx_parts, found)
+    return records, skipped, found
+
+
+def _calendar(outline: _Outline) -> tuple[Component, dict[str, Component]]:
+    calendar = _components(["BEGIN:VCALENDAR", *outline.properties, "END:VCALENDAR"], [])[0]
+    return calendar, _vtimezones(outline.vtimezones)
+
+
+def _parse_streaming(
+    body: bytes, plan: _Plan, problems: list[Problem], *, source: SourceConfig, url: str, fetched_at: datetime
+) -> ParseResult:
+    """Events read one at a time, after their calendar's properties and VTIMEZONEs (a first pass finds late ones).
+
+    Problems come in the whole path's order: ``problems`` (decoding, truncation), the
+    skipped lines in document order, then each calendar's own and its events'.
+    """
+    ctx_parts = (source, url, fetched_at)
+    try:
+        records, skipped, found = _read_units(_split(_lines(body, plan)), None, ctx_parts)
+    except _Late:
+        outlines = _outline(_split(_lines(body, plan)))
+        records, skipped, found = _read_units(_split(_lines(body, plan)), outlines, ctx_parts)
+    problems.extend(Problem(source.name, message) for message in skipped)
+    problems.extend(found)
+    return ParseResult(records=tuple(records.values()), problems=tuple(problems))
+
+
+def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
+    """Bytes of one iCalendar fetch -> one record per VEVENT (overrides keyed by RECURRENCE-ID). No I/O.
+
+    A file that is not iCalendar gives no records and a Problem "not an iCalendar
+    file: ..."; a damaged event or property gives a Problem and the rest is kept.
+    Of two events with the same UID and RECURRENCE-ID the higher SEQUENCE (else the first) is kept.
+    """
+    plan = _plan(body)
+    if not plan.head:
+        return _not_a_calendar(source, "empty body")
+    if not plan.head[:15].upper().startswith("BEGIN:VCALENDAR"):
+        return _not_a_calendar(source, f"it starts with {clean_text(plan.head[:40])!r}")
+    problems: list[Problem] = []
+    if plan.undecodable:
+        problems.append(Problem(source.name, f"{plan.undecodable}; undecodable bytes replaced"))
+    if plan.truncated:
+        problems.append(Problem(source.name, _TRUNCATED))
+    try:
+        return _parse_streaming(body, plan, problems, source=source, url=url, fetched_at=fetched_at)
+    except (_Odd, ValueError):  # icalendar rejects the document: the whole path reports it as it always has
+        return _parse_whole(body, source=source, url=url, fetched_at=fetched_at)
