@@ -122,6 +122,10 @@ def html_to_text(fragment: str) -> str:
     """Visible text of an HTML fragment, whitespace collapsed (for titles, ICS, index)."""
     if not fragment:
         return ""
+    if "<" not in fragment and "&" not in fragment and "\ufeff" not in fragment:
+        # No tag, no entity, no byte-order mark for html5ever to drop: the parse would only
+        # remove control characters, as clean_text does (tests/parse_html/test_speedups.py).
+        return clean_text(fragment)
     no_tags = nh3.clean(_shallow(_CONTROL.sub("", fragment)), tags=set(), clean_content_tags={"script", "style"})
     return clean_text(html.unescape(no_tags))
 

@@ -196,8 +196,11 @@ _LETTERS: Final = re.compile(r"[^\W\d_]+")  # a word token's letters (the lexer'
 
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH = r"(?:0?[1-9]|1[0-2])"
+# Whitespace before a token is skipped inside the match (half the matches otherwise); "space" is left
+# only for trailing whitespace.
 _LEXER: Final = re.compile(
     r"""
+    \s*(?:
     (?P<space>\s+)
   | (?P<isodt>(?<![\w-])\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?(?![\w]))
   | (?P<iso>(?<![\w-])(?P<iy>\d{4})-(?P<im>\d{2})-(?P<id>\d{2})(?![\w]|-\d))
@@ -224,7 +227,7 @@ _LEXER: Final = re.compile(
   | (?P<word>[^\W\d_]+(?P<wdot>\.)?)
   | (?P<dash>[-‐‑‒–—―~])
   | (?P<punct>.)
-    """,
+    )""",
     re.VERBOSE,
 )
 

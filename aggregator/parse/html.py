@@ -9,6 +9,7 @@ configured source and an auto-detected one give identical records.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bs4 import BeautifulSoup, Tag
 
@@ -18,6 +19,9 @@ from aggregator.extract.listing import MORE_WORDS, BlockFields, event_from_field
 from aggregator.records import ParseResult, Problem, Record, RecordKind, Strategy
 from aggregator.sanitize import clean_text
 from aggregator.urls import absolute_url
+
+if TYPE_CHECKING:
+    from soupsieve import SoupSieve
 
 __all__ = ["page_base_url", "parse_selectors"]
 
@@ -49,8 +53,22 @@ def _summary(element: Tag | None) -> str:
     return clean_text("".join(parts))
 
 
+# Compiled selectors by (selector, the tag's namespace prefixes): ``Tag.select_one`` compiles on
+# every call, i.e. for every field of every item.
+_COMPILED: dict[tuple[str, tuple[tuple[str, str], ...]], SoupSieve] = {}
+
+
 def _select(item: Tag, selector: str | None) -> Tag | None:
-    return item.select_one(selector) if selector else None
+    """``item.select_one(selector)``, with the compiled selector reused."""
+    if not selector:
+        return None
+    key = (selector, tuple(sorted(item._namespaces.items())))
+    pattern = _COMPILED.get(key)
+    if pattern is None:
+        if len(_COMPILED) >= 256:
+            _COMPILED.clear()
+        pattern = _COMPILED[key] = item.css.compile(selector)
+    return pattern.select_one(item)
 
 
 def _href(item: Tag, selector: str | None) -> str | None:
