@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
@@ -41,6 +41,9 @@ from aggregator.parse._common import bounded_html, read_feed_date, text_to_html
 from aggregator.records import Enclosure
 from aggregator.sanitize import clean_text, html_to_text
 from aggregator.urls import absolute_url
+
+if TYPE_CHECKING:
+    from aggregator.parse.feed import _Item
 
 __all__ = ["ENABLED", "decline_reason", "read_items"]
 
@@ -409,8 +412,8 @@ def _summary(entry: _Entry, url: str, base: str, *, atom: bool) -> str:
     return bounded_html(text_to_html(value) if kind == "text/plain" else value, base_url=url)
 
 
-def _item(entry: _Entry, url: str, base: str, source: SourceConfig, *, atom: bool) -> Any:
-    from aggregator.parse.feed import _Item
+def _item(entry: _Entry, url: str, base: str, source: SourceConfig, *, atom: bool) -> _Item:
+    from aggregator.parse.feed import _Item  # feed.py imports this module lazily: no import cycle at load
 
     notes: list[str] = []
     title = entry.title or ""
@@ -512,7 +515,7 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def _read(text: str, url: str, source: SourceConfig) -> list[Any]:
+def _read(text: str, url: str, source: SourceConfig) -> list[_Item]:
     from aggregator.parse.feed import _PROLOG, _with_utf8_declaration
 
     if _PROLOG.match(text):
@@ -529,7 +532,7 @@ def _read(text: str, url: str, source: SourceConfig) -> list[Any]:
     return [_item(_entry(item, base, atom=atom), url, base, source, atom=atom) for item in items]
 
 
-def read_items(text: str, url: str, source: SourceConfig) -> list[Any] | None:
+def read_items(text: str, url: str, source: SourceConfig) -> list[_Item] | None:
     """The ``feed._Item``s feedparser would give for ``text``, or None when the fast path declines."""
     if not ENABLED:
         return None
