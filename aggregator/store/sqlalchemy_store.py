@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,6 +236,7 @@ class SqlStore:
         # that an unchanged cycle writes no record.
         self.records_written = 0
         self.states_written = 0
+        self._sqlite_writers = threading.RLock()
         # Records decoded by news()/events() so far: lets tests see that an unchanged publish reads none.
         self.records_read = 0
 
@@ -245,8 +247,11 @@ class SqlStore:
     @contextmanager
     def _transaction(self, action: str, *, write: bool) -> Iterator[Connection]:
         """One transaction; database failures become StoreError naming the action."""
+        # SQLite has one writer at a time; threads of this process queue on a lock (woken at once)
+        # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
+        queue = self._sqlite_writers if write and self._engine.dialect.name == "sqlite" else nullcontext()
         try:
-            with self._engine.connect() as conn:
+            with queue, self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: write})
                 with conn.begin():
                     yield conn
