@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -94,6 +96,21 @@ def _stored_keys(data_dir: Path) -> list[tuple[str, str]]:
     return news + events
 
 
+def _wait_for_stored_records(data_dir: Path, child: subprocess.Popen[bytes], deadline_s: float = 60.0) -> None:
+    """Poll the database read-only until a record is stored (or the child ended, or the deadline passed)."""
+    database = data_dir / "aggregator.sqlite3"
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and child.poll() is None:
+        if database.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as db:
+                    if db.execute("SELECT COUNT(*) FROM records").fetchone()[0]:
+                        return
+            except sqlite3.Error:
+                pass  # tables not created yet, or locked for a moment
+        time.sleep(0.05)
+
+
 def _assert_every_file_is_whole(feeds: Path) -> None:
     """Every published file parses completely; temporaries are hidden names the server refuses."""
     for path in sorted(p for p in feeds.rglob("*") if p.is_file()):
@@ -149,7 +166,11 @@ def test_kill_9_during_fetch_publish_and_daemon_runs_loses_and_doubles_nothing(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.5, 4.0))
+        if iteration % 2:
+            time.sleep(rng.uniform(0.5, 4.0))
+        else:  # land this kill after the first stores, however slow the machine is today
+            _wait_for_stored_records(cli.cwd / "data", child)
+            time.sleep(rng.uniform(0.0, 0.5))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         if (cli.cwd / "data" / "aggregator.sqlite3").exists():
