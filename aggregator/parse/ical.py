@@ -362,7 +362,23 @@ def _event(event: Component, number: int, ctx: _Context) -> tuple[EventRecord | 
         else:
             notes.append("unreadable DTSTART; event skipped")
         return None, [Problem(source, note, where) for note in notes]
+    try:
+        record = _record(event, dtstart, uid, title, ctx, notes)
+    except OverflowError:  # e.g. 9999-12-31 moved into a zone east of UTC, or one day added to it
+        notes.append("a date is out of range; event skipped")
+        record = None
+    return record, [Problem(source, note, where) for note in dict.fromkeys(notes)]
+
+
+def _record(
+    event: Component, dtstart: Any, uid: str, title: str, ctx: _Context, notes: list[str]
+) -> EventRecord | None:
+    """The record of a VEVENT with a DTSTART; None when that is a time of day or a duration, not a date."""
+    source = ctx.source.name
     start, zone = _place(dtstart.dt, _tzid(dtstart), ctx.zones, notes)
+    if not isinstance(start, date):
+        notes.append("unreadable DTSTART; event skipped")
+        return None
     if not uid:
         uid = hash_id(source, title, start.isoformat())
         notes.append(f"no UID; identified by a hash of source, SUMMARY and DTSTART ({uid})")
@@ -385,7 +401,7 @@ def _event(event: Component, number: int, ctx: _Context) -> tuple[EventRecord | 
     sequence = _first(event.get("SEQUENCE"))
     categories = [str(c) for prop in _all(event.get("CATEGORIES")) if not isinstance(prop, vBroken) for c in prop.cats]
     url_prop = _first(event.get("URL"))
-    record = EventRecord(
+    return EventRecord(
         uid=uid,
         source=source,
         title=title,
@@ -405,7 +421,6 @@ def _event(event: Component, number: int, ctx: _Context) -> tuple[EventRecord | 
         tags=merge_tags(ctx.source.tags, categories),
         strategy=Strategy.ICAL,
     )
-    return record, [Problem(source, note, where) for note in dict.fromkeys(notes)]
 
 
 def _without_truncation(text: str) -> tuple[str, str | None]:
@@ -506,7 +521,7 @@ _TRUNCATED = "calendar is truncated (no END:VCALENDAR); kept its complete events
 # A line icalendar could take for BEGIN or END (its name part, white space removed, upper-cased:
 # "ı".upper() is "I"); anything that matches this but not _BEGIN_END sends the document down the whole path.
 _MAYBE_MARKER = re.compile(r"\s*(?:b\s*e\s*g\s*[iı]\s*n|e\s*n\s*d)", re.I)
-_BEGIN_END = re.compile(r"(BEGIN|END):([A-Za-z0-9-]+)", re.I)
+_BEGIN_END = re.compile(r"(BEGIN|END):([A-Za-z0-9-]+)", re.I | re.ASCII)  # re.I alone matches "ı" to "i"
 _SPLIT_AT = frozenset({"VCALENDAR", "VEVENT", "VTIMEZONE"})  # found only where the splitter looks for them
 
 
@@ -762,6 +777,16 @@ def _parse_streaming(
     return ParseResult(records=tuple(records.values()), problems=tuple(problems))
 
 
+def _stream_declined(body: bytes) -> str | None:
+    """Why the splitter hands ``body`` to the whole path, or None when it streams it (for tests and benchmarks)."""
+    try:
+        for _unit in _split(_lines(body, _plan(body))):
+            pass
+    except _Odd as odd:
+        return str(odd)
+    return None
+
+
 def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
     """Bytes of one iCalendar fetch -> one record per VEVENT (overrides keyed by RECURRENCE-ID). No I/O.
 
@@ -781,5 +806,6 @@ def parse_ical(body: bytes, *, source: SourceConfig, url: str, fetched_at: datet
         problems.append(Problem(source.name, _TRUNCATED))
     try:
         return _parse_streaming(body, plan, problems, source=source, url=url, fetched_at=fetched_at)
-    except (_Odd, ValueError):  # icalendar rejects the document: the whole path reports it as it always has
+    except Exception:  # an odd document (or a damaged event read before the oddity showed): the whole path
+        # reads it as it always has, with its result or its error, so both paths stay equal on any input.
         return _parse_whole(body, source=source, url=url, fetched_at=fetched_at)
