@@ -23,6 +23,11 @@ So two sessions of one series on different days, or at different times,
 stay apart, and a recurring series merges only with the same rule and the
 same first start.
 
+Inside ``dedupe_memo()`` (one publish) each stored item's keys (canonical link,
+normalised title, day, start) are computed once, however many scopes (merged,
+per tag) merge it; outside it they are computed per call. The memo never
+changes a result, only how often the keys are computed.
+
 A link that one source gives to two or more of its own records is a listing
 or home page, not the identity of a story, and is ignored for matching.
 
@@ -37,21 +42,76 @@ from __future__ import annotations
 import difflib
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from aggregator.records import EventRecord, NewsRecord
+from aggregator.records import EventRecord
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import StoredEvent, StoredNews
 from aggregator.urls import canonical_url
 
-__all__ = ["merge_events", "merge_news"]
+__all__ = ["dedupe_memo", "merge_events", "merge_news"]
 
 SUMMARY_SIMILARITY = 0.8
 
 _Stored = TypeVar("_Stored", StoredNews, StoredEvent)
+_T = TypeVar("_T")
+
+# Per-publish memo (see ``dedupe_memo``): None outside one, so nothing outlives a publish.
+_MEMO: ContextVar[dict[tuple[str, int], tuple[Any, Any]] | None] = ContextVar("clusterfeeds_dedupe_memo", default=None)
+
+
+@contextmanager
+def dedupe_memo() -> Iterator[None]:
+    """Within the block, every item's de-duplication keys are computed once; afterwards they are dropped.
+
+    A publish merges the same stored items for the merged feed and again for each of their
+    tags: with the memo the later merges are dictionary work over keys already known.
+    """
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _memoized(kind: str, owner: object, compute: Callable[[], _T]) -> _T:
+    """``compute()`` once per ``owner`` (by identity, checked) and ``kind`` inside ``dedupe_memo``."""
+    memo = _MEMO.get()
+    if memo is None:
+        return compute()
+    key = (kind, id(owner))
+    entry = memo.get(key)
+    if entry is not None and entry[0] is owner:
+        value: _T = entry[1]
+        return value
+    value = compute()
+    memo[key] = (owner, value)  # the memo holds the owner, so its id cannot be reused meanwhile
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """What matching and choosing the kept copy need of one stored item, computed once per publish."""
+
+    canonical: str | None  # canonical_url(record.link) when the record has a link (even an empty one)
+    reposted: bool  # tracking parameters or a fragment in the link: the mark of a re-post, not the original
+    title: str  # _normalised_title(record.title)
+
+
+def _keys(item: StoredNews | StoredEvent) -> _Keys:
+    def compute() -> _Keys:
+        record = item.record
+        link = record.link
+        canonical = None if link is None else canonical_url(link)
+        reposted = link is not None and ("#" in link or canonical != link)
+        return _Keys(canonical, reposted, _normalised_title(record.title))
+
+    return _memoized("keys", item, compute)
 
 
 def _normalised_title(title: str) -> str:
@@ -92,55 +152,61 @@ class _Groups:
                 first[key] = i
 
 
-def _link_keys(records: Sequence[NewsRecord | EventRecord]) -> list[str | None]:
+def _link_keys(items: Sequence[StoredNews | StoredEvent], keys: Sequence[_Keys]) -> list[str | None]:
     """Each record's canonical link, or None when it has none or it is a listing page (see module doc)."""
-    canonical: dict[str, str | None] = {}  # the same link often comes from several sources
     links: list[str | None] = []
     seen: set[tuple[str, str]] = set()
     listing: set[str] = set()
-    for record in records:
-        link = None
-        if record.link:
-            if record.link not in canonical:
-                canonical[record.link] = canonical_url(record.link)
-            link = canonical[record.link]
+    for item, key in zip(items, keys, strict=True):
+        record = item.record
+        link = key.canonical if record.link else None
         if link is not None:
             if (record.source, link) in seen:
                 listing.add(link)
             seen.add((record.source, link))
         links.append(link)
+    if not listing:
+        return links
     return [link if link not in listing else None for link in links]
 
 
-def _reposted_link(link: str | None) -> bool:
-    """A link with tracking parameters or a fragment: the mark of a re-post, not the original."""
-    return link is not None and ("#" in link or canonical_url(link) != link)
+def _with_also_from(item: _Stored, also_from: tuple[str, ...]) -> _Stored:
+    """The kept copy with the other sources; one object per publish for the same result.
+
+    The merged feed and a tag feed that both keep this copy with the same other sources get the
+    same object, so the renderers' per-publish fragments (keyed by identity) serve both.
+    """
+    made: dict[tuple[str, ...], _Stored] = _memoized("also_from", item, dict)
+    merged = made.get(also_from)
+    if merged is None:
+        merged = made[also_from] = replace(item, record=replace(item.record, also_from=also_from))
+    return merged
 
 
-def _collapse(items: Sequence[_Stored], groups: _Groups) -> list[_Stored]:
+def _collapse(items: Sequence[_Stored], keys: Sequence[_Keys], groups: _Groups) -> list[_Stored]:
     """The kept copy of every group, in the input order of the kept copies."""
     members: dict[int, list[int]] = defaultdict(list)
+    parent = groups.parent
     for i in range(len(items)):
-        members[groups.find(i)].append(i)
+        members[i if parent[i] == i else groups.find(i)].append(i)
     kept: list[tuple[int, _Stored]] = []
     for group in members.values():
+        if len(group) == 1:
+            kept.append((group[0], items[group[0]]))
+            continue
         keeper = min(
             group,
             key=lambda i: (
-                _reposted_link(items[i].record.link),
+                keys[i].reposted,
                 items[i].first_seen,
                 items[i].record.source,
                 items[i].record.key,
             ),
         )
         record = items[keeper].record
-        if len(group) == 1:
-            kept.append((keeper, items[keeper]))
-            continue
         sources = {items[i].record.source for i in group} | {s for i in group for s in items[i].record.also_from}
         sources.discard(record.source)
-        merged = replace(record, also_from=tuple(sorted(sources)))
-        kept.append((keeper, replace(items[keeper], record=merged)))
+        kept.append((keeper, _with_also_from(items[keeper], tuple(sorted(sources)))))
     kept.sort(key=lambda pair: pair[0])
     return [stored for _, stored in kept]
 
@@ -159,21 +225,24 @@ def _similar(a: str, b: str) -> bool:
     return matcher.real_quick_ratio() >= SUMMARY_SIMILARITY and matcher.ratio() >= SUMMARY_SIMILARITY
 
 
+def _summary_text(item: StoredNews) -> str:
+    return _memoized("summary", item, lambda: html_to_text(item.record.summary))
+
+
 def merge_news(items: Sequence[StoredNews]) -> list[StoredNews]:
     """One StoredNews per story; the others' sources go to ``record.also_from``."""
-    records = [item.record for item in items]
+    keys = [_keys(item) for item in items]
     groups = _Groups(len(items))
-    links = _link_keys(records)
+    links = _link_keys(items, keys)
     groups.join_equal_keys((i, link) for i, link in enumerate(links) if link is not None)
     by_title: dict[tuple[str, date], list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        title = _normalised_title(record.title)
-        if title:
-            by_title[(title, _publication_day(items[i]))].append(i)
+    for i, key in enumerate(keys):
+        if key.title:
+            by_title[(key.title, _publication_day(items[i]))].append(i)
     for candidates in by_title.values():
-        if len({groups.find(i) for i in candidates}) < 2:
-            continue  # already one story by link
-        texts = [html_to_text(records[i].summary) for i in candidates]
+        if len(candidates) < 2 or len({groups.find(i) for i in candidates}) < 2:
+            continue  # one item, or already one story by link
+        texts = [_summary_text(items[i]) for i in candidates]
         for a in range(len(candidates)):
             for b in range(a + 1, len(candidates)):
                 i, j = candidates[a], candidates[b]
@@ -184,7 +253,7 @@ def merge_news(items: Sequence[StoredNews]) -> list[StoredNews]:
                     continue
                 if _similar(texts[a], texts[b]):
                     groups.union(i, j)
-    return _collapse(items, groups)
+    return _collapse(items, keys, groups)
 
 
 def _start_key(start: datetime | date) -> tuple[str, datetime | date]:
@@ -198,18 +267,24 @@ def _series_key(record: EventRecord) -> tuple[str, tuple[str, datetime | date] |
     return record.rrule or "", recurrence
 
 
+def _when(item: StoredEvent) -> tuple[tuple[str, datetime | date], tuple[str, tuple[str, datetime | date] | None]]:
+    record = item.record
+    return _memoized("when", item, lambda: (_start_key(record.start), _series_key(record)))
+
+
 def merge_events(items: Sequence[StoredEvent]) -> list[StoredEvent]:
     """One StoredEvent per event (same start and recurrence, and same link, title or UID)."""
     records = [item.record for item in items]
+    keys = [_keys(item) for item in items]
     groups = _Groups(len(items))
-    when = [(_start_key(record.start), _series_key(record)) for record in records]
-    links = _link_keys(records)
+    when = [_when(item) for item in items]
+    links = _link_keys(items, keys)
     keyers: tuple[Callable[[int], Hashable | None], ...] = (
         lambda i: links[i],
-        lambda i: _normalised_title(records[i].title) or None,
+        lambda i: keys[i].title or None,
         lambda i: records[i].uid,
     )
     for number, keyer in enumerate(keyers):
         keyed = ((i, keyer(i)) for i in range(len(records)))
         groups.join_equal_keys((i, (number, key, when[i])) for i, key in keyed if key is not None)
-    return _collapse(items, groups)
+    return _collapse(items, keys, groups)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config import Config, SourceConfig, SourceKind
-from aggregator.dedupe import merge_events, merge_news
+from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, render_memo, sort_news
@@ -357,7 +357,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
 def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
     scopes, render_pages, _ = _plan(data)
-    with render_memo():
+    with render_memo(), dedupe_memo():
         return [output for s in scopes for output in s.render()] + render_pages()
 
 
@@ -436,7 +436,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             else:
                 unchanged += 1
 
-    with render_memo(), ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
+    with render_memo(), dedupe_memo(), ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
 
         def submit(output: _Output) -> None:
             pending.append(
