@@ -114,16 +114,31 @@ def _keys(item: StoredNews | StoredEvent) -> _Keys:
     return _memoized("keys", item, compute)
 
 
+def _title_char(char: str) -> str | None:
+    """What one (NFKC, case-folded) character becomes in a normalised title: a space, itself, or nothing."""
+    category = unicodedata.category(char)
+    if category[0] == "Z" or char.isspace():
+        return " "
+    if category[0] not in "PSC":  # punctuation, symbols, controls are dropped: "mid-term" == "midterm"
+        return char
+    return None
+
+
+class _TitleChars(dict[int, str | None]):
+    """``str.translate`` table of ``_title_char``, filled on first sight of each code point (a few hundred)."""
+
+    def __missing__(self, code: int) -> str | None:
+        value = self[code] = _title_char(chr(code))
+        return value
+
+
+_TITLE_CHARS = _TitleChars()
+
+
 def _normalised_title(title: str) -> str:
     """Title for comparison: case-folded, punctuation and symbols dropped, whitespace (nbsp too) collapsed."""
-    kept = []
-    for char in unicodedata.normalize("NFKC", title).casefold():
-        category = unicodedata.category(char)
-        if category[0] == "Z" or char.isspace():
-            kept.append(" ")
-        elif category[0] not in "PSC":  # punctuation, symbols, controls are dropped: "mid-term" == "midterm"
-            kept.append(char)
-    return " ".join("".join(kept).split())
+    folded = (title if title.isascii() else unicodedata.normalize("NFKC", title)).casefold()
+    return " ".join(folded.translate(_TITLE_CHARS).split())
 
 
 class _Groups:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from aggregator.records import NewsRecord
 from aggregator.sanitize import clean_text, html_to_text, sanitize_html
@@ -64,6 +63,7 @@ _SCRIPT_WORD = re.compile(r"(java|vb)(script)", re.I)
 _SCRIPT_SCHEME = re.compile(r"(java|vb)(script\s*:)", re.I)
 _STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _QUOTE_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib's quote(..., safe="") leaves as it is
+_QUOTE_UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]+")
 
 T = TypeVar("T")
 
@@ -196,8 +196,18 @@ def item_id(source: str, record_id: str) -> str:
 
 
 def _quote(value: str) -> str:
-    """``quote(value, safe="")``, without its per-character work for the common all-safe value."""
-    return value if _QUOTE_SAFE.fullmatch(value) else quote(value, safe="")
+    """``quote(value, safe="")``, without its per-character work: only the unsafe runs are escaped."""
+    if _QUOTE_SAFE.fullmatch(value):
+        return value
+    return _QUOTE_UNSAFE.sub(_percent_run, value)
+
+
+def _percent_run(match: re.Match[str]) -> str:
+    """A run of characters ``quote`` escapes: each UTF-8 byte as ``%XX`` (upper-case hex, as urllib)."""
+    return "".join([_PERCENT[byte] for byte in match.group().encode("utf-8")])
+
+
+_PERCENT = tuple(f"%{byte:02X}" for byte in range(256))
 
 
 def news_date(item: StoredNews) -> datetime:
@@ -236,7 +246,10 @@ def rfc822(moment: datetime) -> str:
 
 def rfc3339(moment: datetime) -> str:
     """Atom / JSON Feed date (RFC 3339), UTC with ``Z``, whole seconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime's own (platform) spelling of a short year
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
 
 
 def file_stem(name: str) -> str:

@@ -59,20 +59,21 @@ def fold(line: str) -> str:
 
     Breaks fall between characters, never inside a multi-byte UTF-8 sequence.
     """
-    if len(line) <= 75 // 4 or len(line.encode("utf-8")) <= 75:
+    if len(line) <= 75 // 4:
+        return line + "\r\n"
+    data = line.encode("utf-8")
+    if len(data) <= 75:
         return line + "\r\n"
     chunks = []
-    current: list[str] = []
-    size, limit = 0, 75
-    for char in line:
-        width = len(char.encode("utf-8"))
-        if size + width > limit:
-            chunks.append("".join(current))
-            current, size, limit = [], 0, 74  # continuation lines carry a leading space
-        current.append(char)
-        size += width
-    chunks.append("".join(current))
-    return "\r\n ".join(chunks) + "\r\n"
+    start, limit = 0, 75
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte: cut before its character
+            end -= 1
+        chunks.append(data[start:end])
+        start, limit = end, 74  # continuation lines carry a leading space
+    chunks.append(data[start:])
+    return b"\r\n ".join(chunks).decode("utf-8") + "\r\n"
 
 
 def ics_duration(value: timedelta) -> str:
@@ -87,7 +88,10 @@ def ics_duration(value: timedelta) -> str:
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime's own (platform) spelling of a short year
+        return utc.strftime("%Y%m%dT%H%M%SZ")
+    return f"{utc.year:04d}{utc.month:02d}{utc.day:02d}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
 
 
 def event_zone(record: EventRecord) -> ZoneInfo | None:

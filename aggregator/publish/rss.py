@@ -97,5 +97,11 @@ def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, s
         str(meta.ttl_minutes),
         "</ttl>\n",
     ]
-    body = [_item(i, safe_url(origins.get(i.record.source))) for i in items]
+    origin_urls: dict[str, str | None] = {}  # per source, not per item
+    body = []
+    for item in items:
+        source = item.record.source
+        if source not in origin_urls:
+            origin_urls[source] = safe_url(origins.get(source))
+        body.append(_item(item, origin_urls[source]))
     return "".join([*head, *body, "</channel>\n</rss>\n"]).encode("utf-8")
