@@ -129,6 +129,12 @@ class _WallClockParser(ComponentIcalParser):
         else:
             self._components.append(component)
 
+    def get_factory_for_property(self, name: str, params: Parameters) -> Any:
+        value = params.get("VALUE")
+        if isinstance(value, list):  # VALUE=DATE,DATE-TIME: icalendar's params.value fails on a list; the first counts
+            return self._types_factory.for_property(name, str(value[0]).upper() if value else None)
+        return super().get_factory_for_property(name, params)
+
     def handle_line_parse_error(self, exception: Exception) -> None:
         component = self.component
         if component is not None and component.ignore_exceptions:
@@ -218,7 +224,7 @@ def _latest_offset(vtimezone: Component, kind: str) -> timedelta | None:
     for sub in vtimezone.subcomponents:
         if sub.name != kind:
             continue
-        offset, start = sub.get("TZOFFSETTO"), sub.get("DTSTART")
+        offset, start = _first(sub.get("TZOFFSETTO")), _first(sub.get("DTSTART"))
         if offset is None or isinstance(offset, vBroken):
             continue
         started = start.dt if start is not None and not isinstance(start, vBroken) else datetime.min

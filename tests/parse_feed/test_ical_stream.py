@@ -317,3 +317,25 @@ def test_a_dotted_capital_i_is_not_read_as_begin_by_either_path() -> None:
     assert _stream_declined(body) == "unusual BEGIN or END line: 'BEGİN:VEVENT'"
     assert streamed == whole
     assert [e.uid for e in streamed.events] == ["q@x"]
+
+
+def test_a_repeated_value_parameter_and_repeated_zone_offsets_do_not_stop_the_calendar() -> None:
+    body = _calendar(
+        "BEGIN:VCALENDAR",
+        "BEGIN:VTIMEZONE",
+        "TZID:Büro",
+        *("BEGIN:STANDARD", "DTSTART:19701025T030000", "TZOFFSETTO:+0100", "TZOFFSETTO:+0100", "END:STANDARD"),
+        *("BEGIN:DAYLIGHT", "DTSTART:19700329T020000", "DTSTART:19700329T020000", "TZOFFSETTO:+0200", "END:DAYLIGHT"),
+        "END:VTIMEZONE",
+        *_event("r@cluster.example", ";TZID=Büro:20261203T090000", "Büro"),
+        *_event("s@cluster.example", ";VALUE=DATE,DATE-TIME:20261204", "Zwei Typen"),
+        "END:VCALENDAR",
+    )
+    streamed, whole = _both(body, "Europe/London")
+
+    assert streamed == whole
+    assert streamed.problems == ()
+    assert [(e.uid, e.start, e.timezone) for e in streamed.events] == [
+        ("r@cluster.example", datetime(2026, 12, 3, 9, 0, tzinfo=BERLIN), "Europe/Berlin"),
+        ("s@cluster.example", date(2026, 12, 4), None),
+    ]
