@@ -23,7 +23,7 @@ from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.publish import _files
-from aggregator.publish._common import FeedMeta, file_stem, render_memo, sort_news
+from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import render_atom
 from aggregator.publish.ics import current_events, current_until, render_ics
 from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index, source_status, stable_until
@@ -82,49 +82,54 @@ def _site(source: SourceConfig) -> str | None:
     return f"{scheme}://{rest.split('/', 1)[0]}/"
 
 
-def _feed_set(
+_FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
+# What each format leaves in the render memo that no later format needs (dropped after it).
+_FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json", "news"), ("vevent:",))
+
+
+def _feed_file(
+    index: int,
     prefix: str,
     *,
     title: str,
     description: str,
-    news: list[StoredNews],
-    events: list[StoredEvent],
+    news: Callable[[], list[StoredNews]],
+    events: Callable[[], list[StoredEvent]],
     sources: Sequence[SourceConfig],
     data: PublishInput,
     origins: dict[str, str],
-) -> list[_Output]:
-    """The four files of one scope (everything, one source, one tag): prefix.xml/.atom/.json/.ics."""
+) -> _Output:
+    """File ``index`` (see ``_FORMATS``) of one scope (everything, one source, one tag): prefix.xml/.atom/.json/.ics."""
     defaults = data.config.defaults
     ttl = _ttl(sources, defaults.interval)
     base = data.base_url
-    if prefix == "news":
-        calendar_path = "events.ics"
-        calendar_name = f"{defaults.title} events"
-    else:
-        calendar_path = prefix + ".ics"
-        calendar_name = f"{defaults.title} events: {title.removeprefix(defaults.title + ': ')}"
-
-    def meta(ext: str) -> FeedMeta:
-        return FeedMeta(
-            title=title,
-            description=description,
-            home_url=base,
-            self_url=base + prefix + ext,
-            feed_id=base + prefix + ".atom",
-            generator=GENERATOR,
-            ttl_minutes=max(int(ttl.total_seconds() // 60), 1),
-        )
-
-    fallback_zone = sources[0].timezone.key if len(sources) == 1 else defaults.timezone.key
-    return [
-        _Output(prefix + ".xml", render_rss(meta(".xml"), news, origins)),
-        _Output(prefix + ".atom", render_atom(meta(".atom"), news)),
-        _Output(prefix + ".json", render_json_feed(meta(".json"), news)),
-        _Output(
+    if index == 3:
+        if prefix == "news":
+            calendar_path = "events.ics"
+            calendar_name = f"{defaults.title} events"
+        else:
+            calendar_path = prefix + ".ics"
+            calendar_name = f"{defaults.title} events: {title.removeprefix(defaults.title + ': ')}"
+        fallback_zone = sources[0].timezone.key if len(sources) == 1 else defaults.timezone.key
+        return _Output(
             calendar_path,
-            render_ics(events, name=calendar_name, refresh=ttl, fallback_zone=fallback_zone, year=data.now.year),
-        ),
-    ]
+            render_ics(events(), name=calendar_name, refresh=ttl, fallback_zone=fallback_zone, year=data.now.year),
+        )
+    ext = (".xml", ".atom", ".json")[index]
+    meta = FeedMeta(
+        title=title,
+        description=description,
+        home_url=base,
+        self_url=base + prefix + ext,
+        feed_id=base + prefix + ".atom",
+        generator=GENERATOR,
+        ttl_minutes=max(int(ttl.total_seconds() // 60), 1),
+    )
+    if index == 0:
+        return _Output(prefix + ext, render_rss(meta, news(), origins))
+    if index == 1:
+        return _Output(prefix + ext, render_atom(meta, news()))
+    return _Output(prefix + ext, render_json_feed(meta, news()))
 
 
 def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
@@ -144,12 +149,19 @@ def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
-    """The four files of one scope, a digest of everything they are rendered from, and how to render them."""
+    """The four files of one scope, a digest of everything they are rendered from, and how to render them.
+
+    ``render(i)`` renders file ``i`` (see ``_FORMATS``); the scope's news list is made at the first
+    news file and dropped at the calendar, so a publish can go format by format over all scopes.
+    """
 
     prefix: str
     paths: tuple[str, ...]
     digest: str
-    render: Callable[[], list[_Output]]
+    render: Callable[[int], _Output]
+
+    def render_all(self) -> list[_Output]:
+        return [self.render(index) for index in range(_FORMATS)]
 
 
 @cache
@@ -232,13 +244,23 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         # The members' settings (interval -> TTL, zone, name, tags) shape the files too.
         settings = (prefix, scope_title, description, [settings_text[s.name] for s in members], single)
 
-        def render() -> list[_Output]:
-            return _feed_set(
+        made: list[list[StoredNews]] = []  # the scope's news, shared by its three news files
+
+        def scope_news() -> list[StoredNews]:
+            if not made:
+                made.append(news())
+            return made[0]
+
+        def render(index: int) -> _Output:
+            if index == _FORMATS - 1:
+                made.clear()  # the news files are done
+            return _feed_file(
+                index,
                 prefix,
                 title=scope_title,
                 description=description,
-                news=news(),
-                events=events(),
+                news=scope_news,
+                events=events,
                 sources=members,
                 data=data,
                 origins=origins,
@@ -358,12 +380,13 @@ def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
     scopes, render_pages, _ = _plan(data)
     with render_memo(), dedupe_memo():
-        return [output for s in scopes for output in s.render()] + render_pages()
+        return [output for s in scopes for output in s.render_all()] + render_pages()
 
 
 _STATE_FILE = "publish-state.json"  # in the data directory: never served, never in feeds/
 _WRITERS = 8  # fsync waits on the disk, not the GIL: parallel writers share journal commits
 _IN_FLIGHT = 64  # rendered files waiting for a writer at most (bounds memory on large workloads)
+_IN_FLIGHT_BYTES = 16 << 20  # and their bytes: a 35 MB merged feed is written before the next is rendered
 
 
 def _load_state(path: Path, feeds_dir: Path) -> dict[str, Any]:
@@ -422,14 +445,17 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     written: list[str] = []
     unchanged = 0
     touched: set[Path] = set()
-    pending: list[tuple[str, Future[bool]]] = []
+    pending: list[tuple[str, int, Future[bool]]] = []
     done_scopes: dict[str, Any] = {}
     rendered: list[str] = []
 
+    in_flight = 0  # bytes of the pending files
+
     def settle(keep: int) -> None:
-        nonlocal unchanged
-        while len(pending) > keep:
-            relative, future = pending.pop(0)
+        nonlocal unchanged, in_flight
+        while len(pending) > keep or (pending and in_flight > _IN_FLIGHT_BYTES):
+            relative, size, future = pending.pop(0)
+            in_flight -= size
             if future.result():
                 written.append(relative)
                 touched.add((feeds_dir / relative).parent)
@@ -439,30 +465,34 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     with render_memo(), dedupe_memo(), ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
 
         def submit(output: _Output) -> None:
-            pending.append(
-                (
-                    output.path,
-                    pool.submit(_files.write_if_changed, feeds_dir / output.path, output.data, sync_directory=False),
-                )
-            )
+            nonlocal in_flight
+            future = pool.submit(_files.write_if_changed, feeds_dir / output.path, output.data, sync_directory=False)
+            pending.append((output.path, len(output.data), future))
+            in_flight += len(output.data)
             settle(_IN_FLIGHT)
 
         try:
+            to_render: list[_Scope] = []
             for scope in scopes:
                 if _intact(feeds_dir, previous.get(scope.prefix), scope):
                     unchanged += len(scope.paths)
                     done_scopes[scope.prefix] = previous[scope.prefix]
                     continue
-                for output in scope.render():
-                    submit(output)
+                to_render.append(scope)
                 rendered.append(scope.prefix)
                 done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
+            # Format by format over all scopes: an item's fragment of one format serves the merged,
+            # per-source and per-tag files, and is dropped before the next format is rendered.
+            for index, kinds in enumerate(_FORMAT_MEMOS):
+                for scope in to_render:
+                    submit(scope.render(index))
+                forget_memoized(kinds)
             for output in render_pages():
                 submit(output)
             until = valid_until()
             settle(0)
         except BaseException:
-            for _, future in pending:
+            for _, _, future in pending:
                 future.cancel()
             raise
     for directory in sorted(touched):

@@ -11,7 +11,7 @@ import hashlib
 import html
 import os
 import re
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ __all__ = [
     "NewsPieces",
     "attr",
     "file_stem",
+    "forget_memoized",
     "item_id",
     "memoized",
     "news_date",
@@ -68,7 +69,7 @@ _QUOTE_UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]+")
 T = TypeVar("T")
 
 # Per-publish memo (see ``render_memo``): None outside a publish, so nothing outlives one.
-_MEMO: ContextVar[dict[Hashable, tuple[Any, Any]] | None] = ContextVar("clusterfeeds_render_memo", default=None)
+_MEMO: ContextVar[dict[tuple[str, int], tuple[Any, Any]] | None] = ContextVar("clusterfeeds_render_memo", default=None)
 
 
 @contextmanager
@@ -103,6 +104,15 @@ def memoized(kind: str, owner: object, compute: Callable[[], T]) -> T:
     value = compute()
     memo[key] = (owner, value)
     return value
+
+
+def forget_memoized(kinds: tuple[str, ...]) -> None:
+    """Drop the memoized values whose kind starts with one of ``kinds`` (a format done, its fragments unneeded)."""
+    memo = _MEMO.get()
+    if memo is None:
+        return
+    for key in [key for key in memo if key[0].startswith(kinds)]:
+        del memo[key]
 
 
 def text(value: str) -> str:
