@@ -35,9 +35,9 @@ def test_the_raw_text_check_never_refuses_a_text_whose_tokens_name_a_month(text)
 
 def test_texts_without_a_month_are_refused_and_dates_around_them_still_read():
     assert not _may_name_month("Horizon Europe: 59 projects on cluster excellence selected")
-    assert find_when("Horizon Europe: 59 projects on cluster excellence selected", tz=BRUSSELS, reference=REFERENCE) is (
-        None
-    )
+    assert find_when(
+        "Horizon Europe: 59 projects on cluster excellence selected", tz=BRUSSELS, reference=REFERENCE
+    ) is (None)
     found = find_when("Webinar 3: hydrogen valleys, 12 March 2027, 10:00 CET", tz=BRUSSELS, reference=REFERENCE)
     assert found is not None
     assert found[1] == "12 March 2027, 10:00 CET"
