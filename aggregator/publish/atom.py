@@ -21,9 +21,9 @@ __all__ = ["render_atom"]
 _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 
-def _entry(item: StoredNews) -> str:
+def _entry(item: StoredNews) -> bytes:
     """One ``<entry>``, rendered once per publish and reused by every scope that shows it."""
-    fragment: str = memoized("atom", item, lambda: _render_entry(item))
+    fragment: bytes = memoized("atom", item, lambda: _render_entry(item).encode("utf-8"))
     return fragment
 
 
@@ -91,5 +91,5 @@ def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
         text(meta.generator),
         "</generator>\n",
     ]
-    body = [_entry(i) for i in items]
-    return "".join([*head, *body, "</feed>\n"]).encode("utf-8")
+    # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
+    return b"".join(["".join(head).encode("utf-8"), *[_entry(i) for i in items], b"</feed>\n"])

@@ -26,9 +26,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _item(item: StoredNews) -> str:
+def _item(item: StoredNews) -> bytes:
     """One item object, serialised once per publish and reused by every scope that shows it."""
-    fragment: str = memoized("json", item, lambda: _render_item(item))
+    fragment: bytes = memoized("json", item, lambda: _render_item(item).encode("utf-8", "replace"))
     return fragment
 
 
@@ -74,4 +74,7 @@ def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
         "authors": [{"name": meta.title}],
     }
     head_text = _dumps(head)[:-1]  # reopen the object to append "items" without re-serialising them
-    return (head_text + ',"items":[\n' + ",\n".join(_item(i) for i in items) + "\n]}\n").encode("utf-8", "replace")
+    # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
+    return b"".join(
+        [(head_text + ',"items":[\n').encode("utf-8", "replace"), b",\n".join([_item(i) for i in items]), b"\n]}\n"]
+    )

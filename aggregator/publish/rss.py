@@ -31,13 +31,13 @@ _HEAD = (
 )
 
 
-def _item(item: StoredNews, origin_url: str | None) -> str:
+def _item(item: StoredNews, origin_url: str | None) -> bytes:
     """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element.
 
     Rendered once per publish (the origin of a source is fixed within one) and reused by
     every scope that shows the item.
     """
-    fragment: str = memoized("rss", item, lambda: _render_item(item, origin_url))
+    fragment: bytes = memoized("rss", item, lambda: _render_item(item, origin_url).encode("utf-8"))
     return fragment
 
 
@@ -98,10 +98,12 @@ def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, s
         "</ttl>\n",
     ]
     origin_urls: dict[str, str | None] = {}  # per source, not per item
-    body = []
+    body = ["".join(head).encode("utf-8")]
     for item in items:
         source = item.record.source
         if source not in origin_urls:
             origin_urls[source] = safe_url(origins.get(source))
         body.append(_item(item, origin_urls[source]))
-    return "".join([*head, *body, "</channel>\n</rss>\n"]).encode("utf-8")
+    # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
+    body.append(b"</channel>\n</rss>\n")
+    return b"".join(body)
