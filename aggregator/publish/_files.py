@@ -19,11 +19,19 @@ from aggregator.errors import PublishError
 __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 
 
+_CHUNK = 1 << 20  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
+
+
 def _unchanged(path: Path, data: bytes) -> bool:
     try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
+        with path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size != len(data):
+                return False
+            view = memoryview(data)
+            for start in range(0, len(data), _CHUNK):
+                if file.read(_CHUNK) != view[start : start + _CHUNK]:
+                    return False
+            return file.read(1) == b""
     except OSError:
         return False
 

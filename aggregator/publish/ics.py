@@ -44,7 +44,7 @@ _UID_SAFE = "@.-_~:/+=!$&'()*[]#%"
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
-    text: str  # folded lines, CRLF-terminated
+    text: bytes  # folded lines, CRLF-terminated, UTF-8 (joined into the calendar without a str copy)
     tzid: str | None
     years: tuple[int, ...]
 
@@ -207,7 +207,8 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
     if categories:
         lines.append("CATEGORIES:" + ",".join(categories))
     lines.append("END:VEVENT")
-    return _Rendered("".join(fold(line) for line in lines), zone.key if zone else None, _years(record))
+    body = "".join([fold(line) for line in lines]).encode("utf-8")
+    return _Rendered(body, zone.key if zone else None, _years(record))
 
 
 def _end(record: EventRecord) -> datetime | date | None:
@@ -368,5 +369,5 @@ def render_ics(
     for tzid in sorted(zones):
         years = zones[tzid]
         head += vtimezone_lines(tzid, min(years), max(years))
-    body = "".join(fold(line) for line in head) + "".join(part.text for part in rendered) + "END:VCALENDAR\r\n"
-    return body.encode("utf-8")
+    head_text = "".join(fold(line) for line in head).encode("utf-8")
+    return b"".join([head_text, *[part.text for part in rendered], b"END:VCALENDAR\r\n"])
