@@ -32,8 +32,20 @@ _DEADLINE = re.compile(
     r"|\bby\s*$",
     re.IGNORECASE,
 )
+_OPENERS = {")": "(", "]": "["}
 # A teaser mention counts only with a day number besides the year ("in October 2026" is too vague).
 _DAY = re.compile(r"(?<!\d)\d{1,2}(?!\d)")
+
+
+def _trim_end(text: str) -> str:
+    """Strip trailing separators and a dangling "(", but keep a bracket that closes one: "Webinar (LIFE)"."""
+    text = text.rstrip()
+    while text and (text[-1] in _TRAILING or text[-1] in "(["):
+        closer = text[-1]
+        if closer in _OPENERS and text.count(_OPENERS[closer]) >= text.count(closer):
+            break
+        text = text[:-1].rstrip()
+    return text
 
 
 def event_in_text(text: str, *, source: SourceConfig, reference: datetime) -> tuple[str, When, str] | None:
@@ -47,8 +59,13 @@ def event_in_text(text: str, *, source: SourceConfig, reference: datetime) -> tu
     at = text.find(matched)
     if at < 0 or not _DAY.search(matched):
         return None
-    before = _LINKING_END.sub("", text[:at].strip(_TRAILING).lstrip(_SEPARATORS)).strip(_TRAILING)
-    after = _LINKING_START.sub("", text[at + len(matched) :].strip(_SEPARATORS)).rstrip(_TRAILING + ".").strip()
+    before = _trim_end(text[:at].lstrip(_TRAILING)).lstrip(_SEPARATORS)
+    before = _trim_end(_LINKING_END.sub("", before).lstrip(_TRAILING))
+    after = (
+        _LINKING_START.sub("", text[at + len(matched) :].lstrip(_SEPARATORS + ")]").strip(_SEPARATORS))
+        .rstrip(_TRAILING + ".")
+        .strip()
+    )
     if _DEADLINE.search(text[:at]):
         return None
     if not before:
