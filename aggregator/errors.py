@@ -132,5 +132,9 @@ class PublishError(AggregatorError):
         self.path = path
         self.message = message
 
+    def __reduce__(self) -> tuple[type[PublishError], tuple[str, str]]:
+        # Raised inside the daemon's publishing process: must survive pickling back.
+        return (PublishError, (self.path, self.message))
+
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import multiprocessing
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 from aggregator.config import Config
-from aggregator.errors import StoreError
+from aggregator.errors import PublishError, StoreError
 from aggregator.metrics import Metrics
 from aggregator.publish import (
     PublishInput,
@@ -26,6 +29,7 @@ from aggregator.publish import (
     published_still_current,
     remember_publish,
 )
+from aggregator.records import SourceState
 from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
 from aggregator.store.base import Store
@@ -86,12 +90,19 @@ def base_url_of(config: Config, host: str | None = None, port: int | None = None
     return f"http://{host or config.server.host}:{port or config.server.port}/"
 
 
-def publish_from_store(config: Config, store: Store, *, now: datetime, base_url: str) -> PublishReport:
+def publish_from_store(
+    config: Config, store: Store, *, now: datetime, base_url: str, isolated: bool = False
+) -> PublishReport:
     """Read everything publishable from the store and write feeds/ (only changed files).
 
     When neither records (the store's generation), nor what index.html shows of the source
     states, nor the configuration changed since the last publish, and its files are intact,
     this returns at once without reading a record (``skipped``).
+
+    ``isolated`` (the daemons) renders in a short-lived child process: rendering every scope
+    holds hundreds of MB for a moment, which a long-lived process would keep for the rest of
+    its life (freed Python memory is rarely returned to the system); and it runs on another
+    core, so fetching goes on meanwhile instead of waiting for the GIL.
     """
     generation = store.generation()  # before anything is read: a change meanwhile makes the token stale, not wrong
     states = store.states()
@@ -99,6 +110,14 @@ def publish_from_store(config: Config, store: Store, *, now: datetime, base_url:
     files = published_still_current(config, token, now)
     if files is not None:
         return PublishReport(written=(), unchanged=files, skipped=True)
+    if isolated:
+        return _publish_in_child(config, token, now, base_url)
+    return _render_and_write(config, store, token, now, base_url, states)
+
+
+def _render_and_write(
+    config: Config, store: Store, token: str, now: datetime, base_url: str, states: Sequence[SourceState]
+) -> PublishReport:
     since = now - timedelta(days=config.defaults.past_days)
     data = PublishInput(
         config=config,
@@ -111,6 +130,27 @@ def publish_from_store(config: Config, store: Store, *, now: datetime, base_url:
     report = publish(config.feeds_dir, data)
     remember_publish(config, token, report)
     return report
+
+
+def _publish_child(config: Config, token: str, now: datetime, base_url: str) -> PublishReport:
+    """The child's side of an isolated publish: its own store connection, then the usual publish."""
+    store = open_configured_store(config)
+    try:
+        return _render_and_write(config, store, token, now, base_url, store.states())
+    finally:
+        store.close()
+
+
+def _publish_in_child(config: Config, token: str, now: datetime, base_url: str) -> PublishReport:
+    # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+        try:
+            return child.submit(_publish_child, config, token, now, base_url).result()
+        except BrokenProcessPool as error:
+            raise PublishError(
+                str(config.feeds_dir), f"the publishing process died ({error}); old files kept"
+            ) from None
 
 
 class DataDirLock:

@@ -239,6 +239,7 @@ class Daemon:
                 base_url=base_url_of(self.config, self.options.host, self.options.port)
                 if not self.options.base_url
                 else self.options.base_url.rstrip("/") + "/",
+                isolated=True,
             )
         except AggregatorError as error:
             log_event(log, logging.ERROR, "publish-failed", error=str(error))

@@ -506,7 +506,9 @@ class Coordinator:
                     return
                 started = time.monotonic()
                 generation = self.store.generation()  # what this publish includes, at least
-                report = publish_from_store(self.config, self.store, now=datetime.now(UTC), base_url=self._base_url())
+                report = publish_from_store(
+                    self.config, self.store, now=datetime.now(UTC), base_url=self._base_url(), isolated=True
+                )
         except AggregatorError as error:
             log_event(log, logging.ERROR, "publish-failed", error=str(error))
             return

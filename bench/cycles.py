@@ -27,6 +27,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -71,7 +72,8 @@ def pss_kb(pid: int | str) -> int:
 class Driver:
     """One store, fetcher, pool and pipeline for every step, like ``aggregator run``."""
 
-    def __init__(self, config: Config, store: Store, server: str | None, seed: int) -> None:
+    def __init__(self, config: Config, store: Store, server: str | None, seed: int, isolated: bool) -> None:
+        self.isolated = isolated  # publish in a short-lived child process, as the daemons do
         self.config = config
         self.store = store
         self.server = server
@@ -92,7 +94,12 @@ class Driver:
 
     async def publish(self) -> int:
         report = await asyncio.to_thread(
-            publish_from_store, self.config, self.store, now=datetime.now(UTC), base_url=base_url_of(self.config)
+            publish_from_store,
+            self.config,
+            self.store,
+            now=datetime.now(UTC),
+            base_url=base_url_of(self.config),
+            isolated=self.isolated,
         )
         return len(report.written)
 
@@ -114,6 +121,9 @@ class Driver:
             "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
             "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
             "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *workers]) / 1024, 1),
+            "workers_pss_mb": round(sum(pss_kb(pid) for pid in workers) / 1024, 1),
+            # the largest child reaped so far: the isolated publisher (pool workers live to the end)
+            "children_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         }
 
     def server_call(self, method: str, path: str) -> dict[str, Any]:
@@ -169,9 +179,9 @@ class Driver:
         return [self.line(step, time.perf_counter() - started, outcomes, written)]
 
 
-async def run(config: Config, plan: list[str], server: str | None, seed: int) -> None:
+async def run(config: Config, plan: list[str], server: str | None, seed: int, isolated: bool) -> None:
     store = open_configured_store(config)
-    driver = Driver(config, store, server, seed)
+    driver = Driver(config, store, server, seed, isolated)
     try:
         for step in plan:
             for line in await driver.step(step):
@@ -188,11 +198,14 @@ def main() -> int:
     parser.add_argument("--server", help="the corpus server's base URL (for mutate steps)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cycles", type=int, help="shorthand for --plan full,memory:N (earlier interface)")
+    parser.add_argument(
+        "--in-process-publish", action="store_true", help="publish in this process (as the CLI does), not a child"
+    )
     args = parser.parse_args()
     plan = ["full", f"memory:{args.cycles}"] if args.cycles else args.plan.split(",")
     config = config_module.load(args.config)
     with DataDirLock(config.data_dir):
-        asyncio.run(run(config, plan, args.server, args.seed))
+        asyncio.run(run(config, plan, args.server, args.seed, not args.in_process_publish))
     return 0
 
 
