@@ -80,7 +80,7 @@ class Driver:
         self.seed = seed
         self.fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
         self.executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
-        self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor)
+        self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor, remember_states=True)
         self.sources = [s for s in config.sources if s.enabled]
 
     async def close(self) -> None:
