@@ -7,6 +7,8 @@ the database, take the data-directory lock and publish in exactly one way.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import fcntl
 import multiprocessing
 import os
@@ -34,10 +36,13 @@ from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
 from aggregator.store.base import Store
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
 __all__ = [
     "DataDirLock",
     "base_url_of",
     "cache_max_age",
+    "die_with_parent",
     "feeds_server",
     "install_signal_handlers",
     "open_configured_store",
@@ -132,8 +137,24 @@ def _render_and_write(
     return report
 
 
-def _publish_child(config: Config, token: str, now: datetime, base_url: str) -> PublishReport:
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent dies (a no-op elsewhere).
+
+    A publisher orphaned by a ``kill -9`` of its daemon would otherwise go on writing feeds/
+    with a stale view, racing the restarted daemon's own publisher.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:
     """The child's side of an isolated publish: its own store connection, then the usual publish."""
+    die_with_parent(parent_pid)
     store = open_configured_store(config)
     try:
         return _render_and_write(config, store, token, now, base_url, store.states())
@@ -146,7 +167,7 @@ def _publish_in_child(config: Config, token: str, now: datetime, base_url: str) 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
         try:
-            return child.submit(_publish_child, config, token, now, base_url).result()
+            return child.submit(_publish_child, config, token, now, base_url, os.getpid()).result()
         except BrokenProcessPool as error:
             raise PublishError(
                 str(config.feeds_dir), f"the publishing process died ({error}); old files kept"

@@ -1,0 +1,59 @@
+"""An isolated publisher whose daemon is killed with SIGKILL dies too, instead of writing feeds/ on its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PARENT = """
+import multiprocessing, os, sys, time
+from aggregator.runtime import die_with_parent
+
+def child(parent_pid, pid_file):
+    die_with_parent(parent_pid)
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(60)  # a long publish
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), sys.argv[1]))
+    process.start()
+    process.join()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state not in "ZX"  # a zombie waiting for init to reap it is gone for our purpose
+
+
+def test_the_publishing_child_is_killed_when_its_daemon_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "daemon.py"
+    script.write_text(PARENT, encoding="utf-8")
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+        assert _alive(child_pid)
+
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+
+        deadline = time.monotonic() + 10
+        while _alive(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child_pid)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
