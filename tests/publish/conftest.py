@@ -8,7 +8,7 @@ with enclosures, umlauts and emoji, and source tags for per-tag files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +18,9 @@ import pytest
 from aggregator.config import Config, Defaults, ServerSettings, SourceConfig, SourceKind
 from aggregator.publish import PublishInput
 from aggregator.records import Enclosure, EventRecord, EventStatus, NewsRecord, SourceState
+from aggregator.store import open_store
 from aggregator.store.base import StoredEvent, StoredNews
+from aggregator.store.sqlalchemy_store import SqlStore
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 BASE = "https://feeds.clusterfeeds.example/"
@@ -315,3 +317,25 @@ def publish_input(tmp_path: Path) -> Callable[..., PublishInput]:
 def configured() -> dict[str, SourceConfig]:
     """The three configured sources by name."""
     return {"alpha": ALPHA, "beta": BETA, "gamma": GAMMA}
+
+
+CLUSTERS_STORED_AT = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """alpha, beta and gamma with their data and feeds folders under tmp_path."""
+    return make_config(tmp_path, ALPHA, BETA, GAMMA)
+
+
+@pytest.fixture
+def store(config: Config) -> Iterator[SqlStore]:
+    """A real SQLite store holding the three networks' news, events and states, as the pipeline leaves it."""
+    opened = open_store(f"sqlite:///{config.data_dir / 'aggregator.sqlite3'}")
+    records = [n.record for n in cluster_news()] + [e.record for e in cluster_events()]
+    for name in ("alpha", "beta", "gamma"):
+        opened.upsert(name, [r for r in records if r.source == name], now=CLUSTERS_STORED_AT)
+    for state in cluster_states():
+        opened.save_state(state)
+    yield opened
+    opened.close()

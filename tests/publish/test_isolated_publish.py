@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,29 +11,11 @@ import pytest
 from aggregator.config import Config
 from aggregator.errors import PublishError
 from aggregator.runtime import publish_from_store
-from aggregator.store import open_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
-from .conftest import ALPHA, BASE, BETA, GAMMA, NOW, cluster_events, cluster_news, cluster_states, make_config
+from .conftest import BASE, NOW
 
 STORED_AT = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path, ALPHA, BETA, GAMMA)
-
-
-@pytest.fixture
-def store(config: Config) -> Iterator[SqlStore]:
-    opened = open_store(f"sqlite:///{config.data_dir / 'aggregator.sqlite3'}")
-    records = [n.record for n in cluster_news()] + [e.record for e in cluster_events()]
-    for name in ("alpha", "beta", "gamma"):
-        opened.upsert(name, [r for r in records if r.source == name], now=STORED_AT)
-    for state in cluster_states():
-        opened.save_state(state)
-    yield opened
-    opened.close()
 
 
 def _contents(feeds_dir: Path) -> dict[str, bytes]:
