@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ from aggregator.runtime import publish_from_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
 from .conftest import BASE, NOW
-
-STORED_AT = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
 
 
 def _contents(feeds_dir: Path) -> dict[str, bytes]:

@@ -7,7 +7,7 @@ stored with ``upsert`` and published with ``publish_from_store``, as the daemon 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from aggregator.config import Config
@@ -15,8 +15,6 @@ from aggregator.runtime import publish_from_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
 from .conftest import ALPHA, BASE, NOW, cluster_news, event
-
-STORED_AT = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
 
 
 def _mtimes(feeds_dir: Path) -> dict[str, int]:
