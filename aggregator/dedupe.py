@@ -42,13 +42,13 @@ from __future__ import annotations
 import difflib
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from aggregator.memo import IdentityMemo
 from aggregator.records import EventRecord
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import StoredEvent, StoredNews
@@ -59,39 +59,20 @@ __all__ = ["dedupe_memo", "merge_events", "merge_news"]
 SUMMARY_SIMILARITY = 0.8
 
 _Stored = TypeVar("_Stored", StoredNews, StoredEvent)
-_T = TypeVar("_T")
 
-# Per-publish memo (see ``dedupe_memo``): None outside one, so nothing outlives a publish.
-_MEMO: ContextVar[dict[tuple[str, int], tuple[Any, Any]] | None] = ContextVar("clusterfeeds_dedupe_memo", default=None)
+_MEMO = IdentityMemo("clusterfeeds_dedupe_memo")
 
 
-@contextmanager
-def dedupe_memo() -> Iterator[None]:
+def dedupe_memo() -> AbstractContextManager[None]:
     """Within the block, every item's de-duplication keys are computed once; afterwards they are dropped.
 
     A publish merges the same stored items for the merged feed and again for each of their
     tags: with the memo the later merges are dictionary work over keys already known.
     """
-    token = _MEMO.set({})
-    try:
-        yield
-    finally:
-        _MEMO.reset(token)
+    return _MEMO.scope()
 
 
-def _memoized(kind: str, owner: object, compute: Callable[[], _T]) -> _T:
-    """``compute()`` once per ``owner`` (by identity, checked) and ``kind`` inside ``dedupe_memo``."""
-    memo = _MEMO.get()
-    if memo is None:
-        return compute()
-    key = (kind, id(owner))
-    entry = memo.get(key)
-    if entry is not None and entry[0] is owner:
-        value: _T = entry[1]
-        return value
-    value = compute()
-    memo[key] = (owner, value)  # the memo holds the owner, so its id cannot be reused meanwhile
-    return value
+_memoized = _MEMO.get
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,12 @@ import hashlib
 import html
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TypeVar
 
+from aggregator.memo import IdentityMemo
 from aggregator.records import NewsRecord
 from aggregator.sanitize import clean_text, html_to_text, sanitize_html
 from aggregator.store.base import StoredNews
@@ -66,53 +64,21 @@ _STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _QUOTE_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib's quote(..., safe="") leaves as it is
 _QUOTE_UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]+")
 
-T = TypeVar("T")
 
-# Per-publish memo (see ``render_memo``): None outside a publish, so nothing outlives one.
-_MEMO: ContextVar[dict[tuple[str, int], tuple[Any, Any]] | None] = ContextVar("clusterfeeds_render_memo", default=None)
+_MEMO = IdentityMemo("clusterfeeds_render_memo")
 
 
-@contextmanager
-def render_memo() -> Iterator[None]:
+def render_memo() -> AbstractContextManager[None]:
     """Within the block, ``memoized`` values are computed once; afterwards they are dropped.
 
     One item appears in up to four scopes (merged, its source, its tags): within one publish
-    its pieces are computed once. Nothing is cached across publishes, so memory stays bounded
-    by one publish's input however many cycles the daemon runs.
+    its pieces are computed once. Nothing is cached across publishes.
     """
-    token = _MEMO.set({})
-    try:
-        yield
-    finally:
-        _MEMO.reset(token)
+    return _MEMO.scope()
 
 
-def memoized(kind: str, owner: object, compute: Callable[[], T]) -> T:
-    """``compute()`` once per ``owner`` object and ``kind`` inside ``render_memo``, else every time.
-
-    Keyed by object identity (records hash deeply, identity is cheap); the memo keeps the owner
-    alive, and the stored owner is checked, so a reused id can never return another item's value.
-    """
-    memo = _MEMO.get()
-    if memo is None:
-        return compute()
-    key = (kind, id(owner))
-    entry = memo.get(key)
-    if entry is not None and entry[0] is owner:
-        value: T = entry[1]
-        return value
-    value = compute()
-    memo[key] = (owner, value)
-    return value
-
-
-def forget_memoized(kinds: tuple[str, ...]) -> None:
-    """Drop the memoized values whose kind starts with one of ``kinds`` (a format done, its fragments unneeded)."""
-    memo = _MEMO.get()
-    if memo is None:
-        return
-    for key in [key for key in memo if key[0].startswith(kinds)]:
-        del memo[key]
+memoized = _MEMO.get
+forget_memoized = _MEMO.forget
 
 
 def text(value: str) -> str:
