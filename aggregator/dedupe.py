@@ -40,6 +40,7 @@ the copy stored first (``first_seen``), then source name, then key;
 from __future__ import annotations
 
 import difflib
+import json
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -48,6 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
+from aggregator.fragments import fragment
 from aggregator.memo import IdentityMemo
 from aggregator.records import EventRecord
 from aggregator.sanitize import html_to_text
@@ -92,7 +94,16 @@ def _keys(item: StoredNews | StoredEvent) -> _Keys:
         reposted = link is not None and ("#" in link or canonical != link)
         return _Keys(canonical, reposted, _normalised_title(record.title))
 
-    return _memoized("keys", item, compute)
+    def stored() -> _Keys:
+        # Kept across publishes in the fragment cache: canonical URLs are most of a merge's cost.
+        canonical, reposted, title = json.loads(fragment("keys", item, "", lambda: _encode_keys(compute())))
+        return _Keys(canonical, reposted, title)
+
+    return _memoized("keys", item, stored)
+
+
+def _encode_keys(keys: _Keys) -> bytes:
+    return json.dumps([keys.canonical, keys.reposted, keys.title]).encode("ascii")  # ASCII: surrogates escaped
 
 
 def _title_char(char: str) -> str | None:

@@ -15,13 +15,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
+from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import render_atom
@@ -60,6 +61,10 @@ class PublishReport:
     valid_until: datetime | None = None
     skipped: bool = False  # nothing changed since the last publish: no record was read, nothing rendered
     rendered: tuple[str, ...] = ()  # scopes rendered ("news", "sources/x", "tags/y"); the others were skipped
+    # Item fragments (a format's rendering of one item, its de-duplication keys) taken from the
+    # fragment cache, and made anew: after a change, only the changed items' are made.
+    fragments_reused: int = 0
+    fragments_rendered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ def _site(source: SourceConfig) -> str | None:
 _FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
 # What each format leaves in the render memo that no later format needs (dropped after it).
 _FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json", "news"), ("vevent:",))
+_FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
 
 
 def _feed_file(
@@ -164,16 +170,6 @@ class _Scope:
         return [self.render(index) for index in range(_FORMATS)]
 
 
-@cache
-def _code_digest() -> str:
-    """Digest of the code that renders: a new renderer version must not reuse files an older one wrote."""
-    root = Path(__file__).parent
-    digest = hashlib.blake2b(GENERATOR.encode(), digest_size=16)
-    for path in sorted([*root.glob("*.py"), *(root.parent / n for n in ("dedupe.py", "sanitize.py", "urls.py"))]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _content(item: StoredNews | StoredEvent) -> str:
     """The store's content digest, else (records not from a store) the record's full repr."""
     return item.content_hash or repr(item.record)
@@ -225,7 +221,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         events_by_source[event.record.source].append(event)
     pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
     # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
-    common = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+    common = hashlib.blake2b(code_digest().encode(), digest_size=16)
     common.update(repr((defaults, data.base_url, data.now.year, sorted(origins.items()))).encode())
     common_digest = common.digest()
     single = len(sources) == 1
@@ -462,7 +458,12 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             else:
                 unchanged += 1
 
-    with render_memo(), dedupe_memo(), ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool:
+    with (
+        render_memo(),
+        dedupe_memo(),
+        fragment_cache(data.config.data_dir / CACHE_FILE) as fragments,
+        ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
+    ):
 
         def submit(output: _Output) -> None:
             nonlocal in_flight
@@ -487,6 +488,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 for scope in to_render:
                     submit(scope.render(index))
                 forget_memoized(kinds)
+                fragments.drop(_FRAGMENT_KINDS[index])
             for output in render_pages():
                 submit(output)
             until = valid_until()
@@ -514,6 +516,8 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         removed=tuple(removed),
         valid_until=until,
         rendered=tuple(rendered),
+        fragments_reused=fragments.hits,
+        fragments_rendered=fragments.misses,
     )
 
 
@@ -528,7 +532,7 @@ def change_token(config: Config, base_url: str, generation: int, states: Sequenc
     count only through what index.html shows of them (``source_status``), so a 304 that
     moves poll times leaves the token alone while a source turning failing changes it.
     """
-    digest = hashlib.blake2b(_code_digest().encode(), digest_size=16)
+    digest = hashlib.blake2b(code_digest().encode(), digest_size=16)
     digest.update(repr((generation, base_url, str(config.feeds_dir), config.defaults, config.sources)).encode())
     for state in sorted(states, key=lambda s: s.name):
         digest.update(repr((state.name, source_status(state))).encode())

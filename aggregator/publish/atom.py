@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
     attr,
@@ -23,7 +24,9 @@ _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 def _entry(item: StoredNews) -> bytes:
     """One ``<entry>``, rendered once per publish and reused by every scope that shows it."""
-    fragment: bytes = memoized("atom", item, lambda: _render_entry(item).encode("utf-8"))
+    fragment: bytes = memoized(
+        "atom", item, lambda: stored_fragment("atom", item, "", lambda: _render_entry(item).encode("utf-8"))
+    )
     return fragment
 
 

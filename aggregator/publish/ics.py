@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import memoized, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
 from aggregator.records import EventRecord
@@ -165,8 +166,20 @@ def _years(record: EventRecord) -> tuple[int, ...]:
 
 def _event(item: StoredEvent, uid: str) -> _Rendered:
     """One VEVENT, rendered once per publish for the merged, per-source and per-tag calendars."""
-    rendered: _Rendered = memoized("vevent:" + uid, item, lambda: _render_event(item, uid))
+    rendered: _Rendered = memoized("vevent:" + uid, item, lambda: _stored_event(item, uid))
     return rendered
+
+
+def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
+    """The VEVENT from the fragment cache (zone and years in a first line before the text), else rendered."""
+
+    def render() -> bytes:
+        made = _render_event(item, uid)
+        return f"{made.tzid or ''}\t{','.join(map(str, made.years))}\n".encode() + made.text
+
+    head, _, text = stored_fragment("vevent", item, uid, render).partition(b"\n")
+    tzid, _, years = head.decode().partition("\t")
+    return _Rendered(text, tzid or None, tuple(int(y) for y in years.split(",") if y))
 
 
 def _render_event(item: StoredEvent, uid: str) -> _Rendered:

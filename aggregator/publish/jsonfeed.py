@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
     memoized,
@@ -28,7 +29,11 @@ def _dumps(value: Any) -> str:
 
 def _item(item: StoredNews) -> bytes:
     """One item object, serialised once per publish and reused by every scope that shows it."""
-    fragment: bytes = memoized("json", item, lambda: _render_item(item).encode("utf-8", "replace"))
+    fragment: bytes = memoized(
+        "json",
+        item,
+        lambda: stored_fragment("json", item, "", lambda: _render_item(item).encode("utf-8", "replace")),
+    )
     return fragment
 
 

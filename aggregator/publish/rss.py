@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
     attr,
@@ -37,7 +38,11 @@ def _item(item: StoredNews, origin_url: str | None) -> bytes:
     Rendered once per publish (the origin of a source is fixed within one) and reused by
     every scope that shows the item.
     """
-    fragment: bytes = memoized("rss", item, lambda: _render_item(item, origin_url).encode("utf-8"))
+    fragment: bytes = memoized(
+        "rss",
+        item,
+        lambda: stored_fragment("rss", item, origin_url or "", lambda: _render_item(item, origin_url).encode("utf-8")),
+    )
     return fragment
 
 

@@ -1,0 +1,244 @@
+"""Rendered item fragments kept across publishes, in one SQLite file in the data directory.
+
+A publish spends most of its time making each stored item safe and rendering it (nh3
+sanitising, URL checks, escaping), four formats over. An item's fragment depends only
+on the stored row (content digest, change time, first sight, sequence), on what the
+publish adds to it (other sources from de-duplication, the UID or origin it is shown
+with) and on the rendering code: keyed by a digest of exactly these, a fragment rendered
+once serves every later publish until the item changes, so publishing after a change
+renders the changed items only and concatenates the rest.
+
+The file is only a cache: it is never needed for correct output. Any failure to open,
+read or write it switches it off for the rest of the publish (one warning), a file that
+is not a database is removed and made anew, and a new renderer version (code digest,
+library versions) never reads fragments an older one wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from aggregator.store.base import StoredEvent, StoredNews
+
+__all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fragment", "fragment_cache"]
+
+CACHE_FILE = "render-cache.sqlite3"
+_GENERATOR = "clusterfeeds 0.1"
+_SCHEMA = 1
+_LOG = logging.getLogger("aggregator.publish")
+# What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling.
+_LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser")
+
+
+@cache
+def code_digest() -> str:
+    """Digest of the code that renders: a new renderer version must not reuse what an older one made."""
+    root = Path(__file__).parent / "publish"
+    digest = hashlib.blake2b(_GENERATOR.encode(), digest_size=16)
+    for path in sorted(
+        [*root.glob("*.py"), *(root.parent / n for n in ("dedupe.py", "fragments.py", "sanitize.py", "urls.py"))]
+    ):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _namespace() -> bytes:
+    """What every key starts with: code, library versions and the Python version."""
+    versions = []
+    for name in _LIBRARIES:
+        try:
+            versions.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}=-")
+    return f"{code_digest()}|{sys.version}|{'|'.join(versions)}|{_SCHEMA}".encode()
+
+
+class FragmentCache:
+    """Fragments by key, read a kind at a time; new ones are buffered and written together by ``flush``.
+
+    A publish needs nearly every fragment of a kind (the merged feed shows every item), so
+    a kind is read in one sequential scan into a dictionary rather than looked up one
+    random key at a time; ``drop`` frees it once the kind's files are rendered.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+        self._loaded: dict[str, dict[bytes, bytes]] = {}
+        self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
+        self._connection: sqlite3.Connection | None = None
+        try:
+            self._connection = self._open()
+        except (sqlite3.Error, OSError) as error:
+            self._off(error)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError):
+                raise  # cannot open, locked, read-only: not a damaged file, nothing to remove
+            # Not a database (or a damaged one): it is a cache, make it anew.
+            _LOG.warning("render cache %s unreadable (%s): starting a new one", self.path, error)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    self.path.with_name(self.path.name + suffix).unlink()
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=OFF")  # a lost write costs a re-render, never output
+            # ``item`` and ``version`` are 64-bit digests of the item (with the kind) and of its
+            # stored version: a new version replaces the older one's fragments of every variant.
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS fragment ("
+                " kind TEXT NOT NULL, item INTEGER NOT NULL, version INTEGER NOT NULL,"
+                " key BLOB NOT NULL, body BLOB NOT NULL)"
+            )
+            connection.execute("CREATE INDEX IF NOT EXISTS fragment_item ON fragment (item)")
+            connection.execute("SELECT count(*) FROM fragment WHERE item = 0").fetchone()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _off(self, error: BaseException) -> None:
+        _LOG.warning("render cache %s switched off for this publish: %s", self.path, error)
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection = None
+        self._pending.clear()
+        self._loaded.clear()
+
+    def _kind(self, kind: str) -> dict[bytes, bytes] | None:
+        loaded = self._loaded.get(kind)
+        if loaded is not None:
+            return loaded
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            loaded = dict(connection.execute("SELECT key, body FROM fragment WHERE kind = ?", (kind,)))
+        except sqlite3.Error as error:
+            self._off(error)
+            return None
+        self._loaded[kind] = loaded
+        return loaded
+
+    def get(self, kind: str, key: bytes) -> bytes | None:
+        loaded = self._kind(kind)
+        body = None if loaded is None else loaded.get(key)
+        if body is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return body
+
+    def put(self, kind: str, key: bytes, item: int, version: int, body: bytes) -> None:
+        if self._connection is not None:
+            self._pending[key] = (kind, item, version, key, body)
+            loaded = self._loaded.get(kind)
+            if loaded is not None:
+                loaded[key] = body
+
+    def drop(self, kinds: tuple[str, ...]) -> None:
+        """Forget the fragments read of ``kinds`` (their files are rendered), after saving the new ones."""
+        self.flush()
+        for kind in kinds:
+            self._loaded.pop(kind, None)
+
+    def flush(self) -> None:
+        """Write the new fragments, and delete the older versions' fragments of the same items."""
+        connection = self._connection
+        if connection is None or not self._pending:
+            return
+        pending = list(self._pending.values())
+        self._pending.clear()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                versions = {item: version for _, item, version, _, _ in pending}
+                connection.executemany("DELETE FROM fragment WHERE item = ? AND version <> ?", sorted(versions.items()))
+                connection.executemany("INSERT INTO fragment VALUES (?, ?, ?, ?, ?)", pending)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._off(error)
+
+    def close(self) -> None:
+        self.flush()
+        self._loaded.clear()
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            self._connection = None
+
+
+_ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_cache", default=None)
+
+
+@contextmanager
+def fragment_cache(path: Path) -> Iterator[FragmentCache]:
+    """Within the block, ``fragment`` reads and fills the cache at ``path``; new fragments are saved at the end."""
+    store = FragmentCache(path)
+    token = _ACTIVE.set(store)
+    try:
+        yield store
+    finally:
+        _ACTIVE.reset(token)
+        store.close()
+
+
+def _int64(text: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Callable[[], bytes]) -> bytes:
+    """``render()``, or the bytes it gave for the same stored item, ``kind`` and ``variant`` before.
+
+    Only items read from a store (which carry a content digest) are cached: their row
+    identifies the record exactly. ``variant`` must hold everything else the bytes depend on.
+    """
+    store = _ACTIVE.get()
+    if store is None or not item.content_hash:
+        return render()
+    record = item.record
+    sequence = item.sequence if isinstance(item, StoredEvent) else 0
+    identity = f"{kind}\x1f{record.source}\x1f{record.kind.value}\x1f{record.key}"
+    version = f"{item.content_hash}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{sequence}"
+    also_from = "\x1f".join(record.also_from)
+    digest = hashlib.blake2b(_namespace(), digest_size=20)
+    digest.update(f"{identity}\x1e{version}\x1e{also_from}\x1e{variant}".encode("utf-8", "surrogatepass"))
+    key = digest.digest()
+    body = store.get(kind, key)
+    if body is None:
+        body = render()
+        store.put(kind, key, _int64(identity), _int64(version), body)
+    return body
+
+
+def forget_fragments(kinds: tuple[str, ...]) -> None:
+    """Save new fragments and free the ones read of ``kinds`` (a format is done)."""
+    store = _ACTIVE.get()
+    if store is not None:
+        store.drop(kinds)

@@ -1,0 +1,145 @@
+"""The fragment cache: a publish after a change renders only the changed items, and the bytes never differ.
+
+Every test publishes from a real SQLite store into real files and compares the files
+byte for byte with a publish that rendered everything (cold cache, or no cache at all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import Config
+from aggregator.fragments import CACHE_FILE
+from aggregator.publish import PublishReport
+from aggregator.records import NewsRecord
+from aggregator.runtime import publish_from_store
+from aggregator.store.sqlalchemy_store import SqlStore
+
+from .conftest import BASE, NOW, cluster_news
+
+def _files(feeds_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(feeds_dir).as_posix(): p.read_bytes() for p in sorted(feeds_dir.rglob("*")) if p.is_file()}
+
+
+def _forced(config: Config, store: SqlStore, feeds_dir: Path) -> tuple[PublishReport, dict[str, bytes]]:
+    """Publish into an empty ``feeds_dir`` (nothing to skip), as after ``rm -r feeds``."""
+    shutil.rmtree(feeds_dir, ignore_errors=True)
+    for name in ("publish-state.json", "publish-token.json"):
+        (config.data_dir / name).unlink(missing_ok=True)
+    moved = dataclasses.replace(config, feeds_dir=feeds_dir)
+    report = publish_from_store(moved, store, now=NOW, base_url=BASE)
+    return report, _files(feeds_dir)
+
+
+def _rows(config: Config) -> dict[str, int]:
+    with sqlite3.connect(config.data_dir / CACHE_FILE) as connection:
+        return dict(connection.execute("SELECT kind, count(*) FROM fragment GROUP BY kind").fetchall())
+
+
+def _syndicated(store: SqlStore) -> None:
+    """beta re-posts alpha's newest story (same link): the merged feed keeps one copy 'also from' beta."""
+    original = next(n.record for n in cluster_news() if n.record.id == "hydrogen-test-bed")
+    copy = dataclasses.replace(original, source="beta", id="repost-hydrogen", tags=())
+    assert store.upsert("beta", [copy], now=NOW - timedelta(days=1)).new == 1
+
+
+def test_a_forced_publish_with_a_warm_cache_renders_nothing_and_writes_the_same_bytes(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    _syndicated(store)
+    cold, cold_files = _forced(config, store, tmp_path / "cold")
+    warm, warm_files = _forced(config, store, tmp_path / "warm")
+
+    assert (cold.fragments_reused, cold.fragments_rendered) == (0, 41)
+    assert (warm.fragments_reused, warm.fragments_rendered) == (41, 0)
+    # One row per fragment made: RSS, Atom and JSON Feed of the 5 stored news plus the merged
+    # feed's copy "also from beta"; the keys of the 14 stored news and events; 9 VEVENTs.
+    assert _rows(config) == {"atom": 6, "json": 6, "keys": 14, "rss": 6, "vevent": 9}
+    assert len(cold_files) == 30
+    assert warm_files == cold_files
+    merged = warm_files["news.xml"].decode()
+    assert merged.count("Grazer Cluster eröffnet Wasserstoff-Testfeld") == 1
+    assert '<category domain="source">beta</category>' in merged
+
+
+def test_a_changed_record_renders_only_its_own_fragments_and_replaces_the_old_ones(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    _forced(config, store, tmp_path / "first")
+    rows = _rows(config)
+    report_record = next(n.record for n in cluster_news() if n.record.id == "pilots-call")
+    changed = dataclasses.replace(report_record, title="Call for cross-border pilots – deadline extended to May")
+    assert store.upsert("beta", [changed], now=NOW).updated == 1
+
+    after, files = _forced(config, store, tmp_path / "after")
+    uncached = dataclasses.replace(config, data_dir=tmp_path / "elsewhere")
+    shutil.copytree(config.data_dir, uncached.data_dir, ignore=shutil.ignore_patterns(CACHE_FILE + "*"))
+    reference, reference_files = _forced(uncached, store, tmp_path / "reference")
+
+    # RSS, Atom, JSON Feed and the de-duplication keys of the one changed item.
+    assert after.fragments_rendered == 4
+    assert after.fragments_reused == reference.fragments_rendered - 4
+    assert _rows(config) == rows  # the old version's fragments were deleted, not kept beside the new
+    assert files == reference_files
+    assert "deadline extended to May" in files["sources/beta.json"].decode()
+
+
+def test_an_updated_timestamp_alone_changes_nothing_that_the_cache_serves(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    """``updated`` is not part of the content digest: the store keeps the row, so the fragment stays right."""
+    _, before = _forced(config, store, tmp_path / "first")
+    record = next(n.record for n in cluster_news() if n.record.id == "hydrogen-test-bed")
+    restamped: NewsRecord = dataclasses.replace(record, updated=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+    assert store.upsert("alpha", [restamped], now=NOW).unchanged == 1
+
+    report, after = _forced(config, store, tmp_path / "second")
+
+    assert report.fragments_rendered == 0
+    assert after == before
+
+
+def test_a_damaged_cache_file_is_made_anew_and_the_output_is_unchanged(
+    config: Config, store: SqlStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, good = _forced(config, store, tmp_path / "good")
+    (config.data_dir / CACHE_FILE).write_bytes(b"this is not an SQLite database, it was overwritten" * 100)
+    for suffix in ("-wal", "-shm"):
+        (config.data_dir / (CACHE_FILE + suffix)).unlink(missing_ok=True)
+
+    with caplog.at_level(logging.WARNING, logger="aggregator.publish"):
+        report, files = _forced(config, store, tmp_path / "after")
+
+    assert files == good
+    assert report.fragments_reused == 0
+    assert any(
+        r.getMessage().startswith(f"render cache {config.data_dir / CACHE_FILE} unreadable (file is not a database)")
+        for r in caplog.records
+    )
+    again, _ = _forced(config, store, tmp_path / "again")
+    assert (again.fragments_reused, again.fragments_rendered) == (report.fragments_rendered, 0)
+
+
+def test_a_cache_that_cannot_be_opened_costs_speed_not_output(
+    config: Config, store: SqlStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, good = _forced(config, store, tmp_path / "good")
+    for suffix in ("", "-wal", "-shm"):
+        (config.data_dir / (CACHE_FILE + suffix)).unlink(missing_ok=True)
+    (config.data_dir / CACHE_FILE).mkdir()  # a directory where the file should be
+
+    with caplog.at_level(logging.WARNING, logger="aggregator.publish"):
+        report, files = _forced(config, store, tmp_path / "after")
+
+    assert files == good
+    assert (report.fragments_reused, report.fragments_rendered) == (0, 34)
+    assert [r.getMessage() for r in caplog.records if "switched off" in r.getMessage()] == [
+        f"render cache {config.data_dir / CACHE_FILE} switched off for this publish: unable to open database file"
+    ]
