@@ -24,6 +24,7 @@ from aggregator.store.sqlalchemy_store import SqlStore
 
 from .conftest import BASE, NOW, cluster_news
 
+
 def _files(feeds_dir: Path) -> dict[str, bytes]:
     return {p.relative_to(feeds_dir).as_posix(): p.read_bytes() for p in sorted(feeds_dir.rglob("*")) if p.is_file()}
 
