@@ -79,6 +79,7 @@ class FragmentCache:
         self._loaded: dict[str, dict[bytes, bytes]] = {}
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
+        self._used: set[bytes] | None = None  # keys served or made, when stale ones are to be deleted
         try:
             self._connection = self._open()
         except (sqlite3.Error, OSError) as error:
@@ -144,6 +145,8 @@ class FragmentCache:
     def get(self, kind: str, key: bytes) -> bytes | None:
         loaded = self._kind(kind)
         body = None if loaded is None else loaded.get(key)
+        if self._used is not None:
+            self._used.add(key)
         if body is None:
             self.misses += 1
         else:
@@ -156,6 +159,15 @@ class FragmentCache:
             loaded = self._loaded.get(kind)
             if loaded is not None:
                 loaded[key] = body
+
+    def delete_unused_at_close(self) -> None:
+        """At ``close``, delete every fragment this publish did not use.
+
+        For a publish that renders every scope: what it did not use belongs to records
+        no longer published (a removed source, an event out of the window) or to an older
+        renderer version, and would otherwise stay in the file for ever.
+        """
+        self._used = set()
 
     def drop(self, kinds: tuple[str, ...]) -> None:
         """Forget the fragments read of ``kinds`` (their files are rendered), after saving the new ones."""
@@ -186,10 +198,29 @@ class FragmentCache:
     def close(self) -> None:
         self.flush()
         self._loaded.clear()
+        if self._used is not None and self._connection is not None:
+            self._delete_unused(self._connection, self._used)
+        self._used = None
         if self._connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
             self._connection = None
+
+    def _delete_unused(self, connection: sqlite3.Connection, used: set[bytes]) -> None:
+        try:
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS used (key BLOB PRIMARY KEY) WITHOUT ROWID")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("DELETE FROM temp.used")
+                connection.executemany("INSERT OR IGNORE INTO temp.used VALUES (?)", ((key,) for key in used))
+                connection.execute("DELETE FROM fragment WHERE key NOT IN (SELECT key FROM temp.used)")
+                connection.execute("DELETE FROM temp.used")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._off(error)
 
 
 _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_cache", default=None)

@@ -482,6 +482,8 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 to_render.append(scope)
                 rendered.append(scope.prefix)
                 done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
+            if len(to_render) == len(scopes):
+                fragments.delete_unused_at_close()  # everything published passes by: the rest is stale
             # Format by format over all scopes: an item's fragment of one format serves the merged,
             # per-source and per-tag files, and is dropped before the next format is rendered.
             for index, kinds in enumerate(_FORMAT_MEMOS):

@@ -144,3 +144,19 @@ def test_a_cache_that_cannot_be_opened_costs_speed_not_output(
     assert [r.getMessage() for r in caplog.records if "switched off" in r.getMessage()] == [
         f"render cache {config.data_dir / CACHE_FILE} switched off for this publish: unable to open database file"
     ]
+
+
+def test_fragments_of_a_removed_source_are_deleted_when_everything_is_published_again(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    _forced(config, store, tmp_path / "three")
+    with_gamma = _rows(config)
+    without_gamma = dataclasses.replace(config, sources=tuple(s for s in config.sources if s.name != "gamma"))
+
+    report = publish_from_store(without_gamma, store, now=NOW, base_url=BASE)
+
+    assert report.rendered == ("news", "sources/alpha", "sources/beta", "tags/energy", "tags/hydrogen")
+    assert report.fragments_rendered == 0
+    # gamma's news item (RSS, Atom, JSON Feed, keys) and its 4 events' VEVENTs and keys are gone.
+    assert with_gamma == {"atom": 4, "json": 4, "keys": 13, "rss": 4, "vevent": 9}
+    assert _rows(config) == {"atom": 3, "json": 3, "keys": 8, "rss": 3, "vevent": 5}
