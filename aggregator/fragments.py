@@ -208,6 +208,9 @@ class FragmentCache:
 
     def _delete_unused(self, connection: sqlite3.Connection, used: set[bytes]) -> None:
         try:
+            (stored,) = connection.execute("SELECT count(*) FROM fragment").fetchone()
+            if stored <= len(used):
+                return  # every stored fragment was used (the usual case): nothing to look for
             connection.execute("CREATE TEMP TABLE IF NOT EXISTS used (key BLOB PRIMARY KEY) WITHOUT ROWID")
             connection.execute("BEGIN IMMEDIATE")
             try:
