@@ -22,19 +22,21 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from aggregator.memo import IdentityMemo
 from aggregator.store.base import StoredEvent, StoredNews
 
 __all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fragment", "fragment_cache"]
 
 CACHE_FILE = "render-cache.sqlite3"
 _GENERATOR = "clusterfeeds 0.1"
-_SCHEMA = 1
+_SCHEMA = 2
 _LOG = logging.getLogger("aggregator.publish")
 # What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling.
 _LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser")
@@ -80,6 +82,10 @@ class FragmentCache:
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
         self._used: set[bytes] | None = None  # keys served or made, when stale ones are to be deleted
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[None]] = []
+        self._write_connection: sqlite3.Connection | None = None
+        self._write_failed = False
         try:
             self._connection = self._open()
         except (sqlite3.Error, OSError) as error:
@@ -104,8 +110,8 @@ class FragmentCache:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=OFF")  # a lost write costs a re-render, never output
-            # ``item`` and ``version`` are 64-bit digests of the item (with the kind) and of its
-            # stored version: a new version replaces the older one's fragments of every variant.
+            # ``item`` and ``version`` are 64-bit digests of the item (source, record kind, key) and of
+            # its stored version: a new version replaces the older one's fragments of every kind and variant.
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS fragment ("
                 " kind TEXT NOT NULL, item INTEGER NOT NULL, version INTEGER NOT NULL,"
@@ -176,13 +182,22 @@ class FragmentCache:
             self._loaded.pop(kind, None)
 
     def flush(self) -> None:
-        """Write the new fragments, and delete the older versions' fragments of the same items."""
-        connection = self._connection
-        if connection is None or not self._pending:
+        """Hand the new fragments to the writer thread (SQLite works without the GIL: rendering goes on)."""
+        if self._connection is None or not self._pending:
             return
         pending = list(self._pending.values())
         self._pending.clear()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-cache")
+        self._writes.append(self._writer.submit(self._write, pending))
+
+    def _write(self, pending: list[tuple[str, int, int, bytes, bytes]]) -> None:
+        """Insert ``pending`` and delete the older versions' fragments of the same items (writer thread)."""
         try:
+            if self._write_connection is None:
+                self._write_connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._write_connection.execute("PRAGMA synchronous=OFF")
+            connection = self._write_connection
             connection.execute("BEGIN IMMEDIATE")
             try:
                 versions = {item: version for _, item, version, _, _ in pending}
@@ -193,10 +208,26 @@ class FragmentCache:
                 raise
             connection.execute("COMMIT")
         except sqlite3.Error as error:
-            self._off(error)
+            _LOG.warning("render cache %s: new fragments not saved: %s", self.path, error)
+            self._write_failed = True
+
+    def _wait_for_writes(self) -> None:
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        if self._write_connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._write_connection.close()
+            self._write_connection = None
 
     def close(self) -> None:
         self.flush()
+        self._wait_for_writes()
+        if self._write_failed:
+            self._used = None  # what was used is not all saved: nothing to conclude about the rest
         self._loaded.clear()
         if self._used is not None and self._connection is not None:
             self._delete_unused(self._connection, self._used)
@@ -235,7 +266,8 @@ def fragment_cache(path: Path) -> Iterator[FragmentCache]:
     store = FragmentCache(path)
     token = _ACTIVE.set(store)
     try:
-        yield store
+        with _IDS.scope():
+            yield store
     finally:
         _ACTIVE.reset(token)
         store.close()
@@ -247,6 +279,21 @@ def _int64(text: str) -> int:
     )
 
 
+_IDS = IdentityMemo("clusterfeeds_fragment_ids")
+
+
+def _item_ids(item: StoredNews | StoredEvent) -> tuple[bytes, int, int]:
+    """(digest of the item as stored and shown, item id, version id): once per item and publish, for all kinds."""
+    record = item.record
+    sequence = item.sequence if isinstance(item, StoredEvent) else 0
+    identity = f"{record.source}\x1f{record.kind.value}\x1f{record.key}"
+    version = f"{item.content_hash}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{sequence}"
+    also_from = "\x1f".join(record.also_from)
+    digest = hashlib.blake2b(_namespace(), digest_size=20)
+    digest.update(f"{identity}\x1e{version}\x1e{also_from}".encode("utf-8", "surrogatepass"))
+    return digest.digest(), _int64(identity), _int64(version)
+
+
 def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Callable[[], bytes]) -> bytes:
     """``render()``, or the bytes it gave for the same stored item, ``kind`` and ``variant`` before.
 
@@ -256,18 +303,12 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
     store = _ACTIVE.get()
     if store is None or not item.content_hash:
         return render()
-    record = item.record
-    sequence = item.sequence if isinstance(item, StoredEvent) else 0
-    identity = f"{kind}\x1f{record.source}\x1f{record.kind.value}\x1f{record.key}"
-    version = f"{item.content_hash}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{sequence}"
-    also_from = "\x1f".join(record.also_from)
-    digest = hashlib.blake2b(_namespace(), digest_size=20)
-    digest.update(f"{identity}\x1e{version}\x1e{also_from}\x1e{variant}".encode("utf-8", "surrogatepass"))
-    key = digest.digest()
+    base, item_id, version = _IDS.get("ids", item, lambda: _item_ids(item))
+    key = hashlib.blake2b(base + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=20).digest()
     body = store.get(kind, key)
     if body is None:
         body = render()
-        store.put(kind, key, _int64(identity), _int64(version), body)
+        store.put(kind, key, item_id, version, body)
     return body
 
 

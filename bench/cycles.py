@@ -15,6 +15,7 @@ Steps (comma-separated ``--plan``):
   mutate:F         POST /_mutate?fraction=F to ``--server`` (not timed as a cycle)
   publish          publish alone, nothing changed since the last publish
   publish-forced   feeds/ deleted first, so every file is rendered and written again
+  publish-cold     feeds/ and the fragment cache deleted first: every item is rendered again too
   memory:N         N unchanged cycles (run_all + publish), one line each
 
 usage: python -m bench.cycles --config SOURCES_TOML --plan full,cycle,... [--server URL] [--seed N]
@@ -42,6 +43,7 @@ from aggregator import USER_AGENT
 from aggregator import config as config_module
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
+from aggregator.fragments import CACHE_FILE
 from aggregator.pipeline import Pipeline, SourceOutcome
 from aggregator.runtime import DataDirLock, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
@@ -82,17 +84,21 @@ class Driver:
         self.executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
         self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor, remember_states=True)
         self.sources = [s for s in config.sources if s.enabled]
+        self.split: dict[str, Any] = {}  # the last step's parts: run_s, publish_s, fragments reused/rendered
 
     async def close(self) -> None:
         await self.fetcher.aclose()
         self.executor.shutdown()
 
     async def cycle(self, *, publish: bool = True) -> tuple[list[SourceOutcome], int]:
+        started = time.perf_counter()
         outcomes = await self.pipeline.run_all(self.sources)
+        self.split["run_s"] = round(time.perf_counter() - started, 3)
         written = await self.publish() if publish else 0
         return outcomes, written
 
     async def publish(self) -> int:
+        started = time.perf_counter()
         report = await asyncio.to_thread(
             publish_from_store,
             self.config,
@@ -101,6 +107,9 @@ class Driver:
             base_url=base_url_of(self.config),
             isolated=self.isolated,
         )
+        self.split["publish_s"] = round(time.perf_counter() - started, 3)
+        self.split["fragments_reused"] = report.fragments_reused
+        self.split["fragments_rendered"] = report.fragments_rendered
         return len(report.written)
 
     def mutate(self, fraction: str) -> dict[str, Any]:
@@ -110,9 +119,11 @@ class Driver:
 
     def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
         workers = getattr(self.executor, "_processes", {}) or {}
+        split, self.split = self.split, {}
         return {
             "step": step,
             "seconds": round(seconds, 3),
+            **split,
             "outcomes": dict(Counter(str(o.outcome) for o in outcomes or [])),
             "new": sum(o.summary.new for o in outcomes or []),
             "updated": sum(o.summary.updated for o in outcomes or []),
@@ -172,6 +183,12 @@ class Driver:
             written = await self.publish()
         elif name == "publish-forced":
             shutil.rmtree(self.config.feeds_dir, ignore_errors=True)
+            started = time.perf_counter()
+            written = await self.publish()
+        elif name == "publish-cold":
+            shutil.rmtree(self.config.feeds_dir, ignore_errors=True)
+            for cache in self.config.data_dir.glob(CACHE_FILE + "*"):
+                cache.unlink()
             started = time.perf_counter()
             written = await self.publish()
         else:
