@@ -60,6 +60,9 @@ _WRITE = "clusterfeeds_write"  # execution option: this transaction will write
 _REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:\"([^\"]+)\"|None)", re.M)
 
 
+_READ_BATCH = 1000  # rows fetched at a time (a server-side cursor on PostgreSQL)
+
+
 def _head_revision() -> str | None:
     """The newest migration's id, read from the version files without importing Alembic.
 
@@ -400,18 +403,21 @@ class SqlStore:
         )
         if limit is not None:
             query = query.limit(limit)
-        with self._transaction("reading news", write=False) as conn:
-            rows = conn.execute(query).all()
-        self.records_read += len(rows)
         result = []
-        for row in rows:
-            record = codec.decode(RecordKind.NEWS, row.payload)
-            assert isinstance(record, NewsRecord)
-            result.append(
-                StoredNews(
-                    record=record, first_seen=row.first_seen, changed_at=row.changed_at, content_hash=row.content_hash
+        # Rows are decoded as they arrive: 100,000 payloads are never held as text beside their records.
+        with self._transaction("reading news", write=False) as conn:
+            for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
+                record = codec.decode(RecordKind.NEWS, row.payload)
+                assert isinstance(record, NewsRecord)
+                result.append(
+                    StoredNews(
+                        record=record,
+                        first_seen=row.first_seen,
+                        changed_at=row.changed_at,
+                        content_hash=row.content_hash,
+                    )
                 )
-            )
+        self.records_read += len(result)
         return result
 
     def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
@@ -424,22 +430,21 @@ class SqlStore:
             .where(or_(records.c.ends_at >= since, records.c.recurring.is_(True)))
             .order_by(records.c.sort_at, records.c.source, records.c.key)
         )
-        with self._transaction("reading events", write=False) as conn:
-            rows = conn.execute(query).all()
-        self.records_read += len(rows)
         result = []
-        for row in rows:
-            record = codec.decode(RecordKind.EVENT, row.payload)
-            assert isinstance(record, EventRecord)
-            result.append(
-                StoredEvent(
-                    record=record,
-                    sequence=row.sequence,
-                    first_seen=row.first_seen,
-                    changed_at=row.changed_at,
-                    content_hash=row.content_hash,
+        with self._transaction("reading events", write=False) as conn:
+            for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
+                record = codec.decode(RecordKind.EVENT, row.payload)
+                assert isinstance(record, EventRecord)
+                result.append(
+                    StoredEvent(
+                        record=record,
+                        sequence=row.sequence,
+                        first_seen=row.first_seen,
+                        changed_at=row.changed_at,
+                        content_hash=row.content_hash,
+                    )
                 )
-            )
+        self.records_read += len(result)
         return result
 
     def generation(self) -> int:
