@@ -36,7 +36,7 @@ __all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fr
 
 CACHE_FILE = "render-cache.sqlite3"
 _GENERATOR = "clusterfeeds 0.1"
-_SCHEMA = 2
+_SCHEMA = 3
 _LOG = logging.getLogger("aggregator.publish")
 # What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling.
 _LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser")
@@ -81,7 +81,7 @@ class FragmentCache:
         self._loaded: dict[str, dict[bytes, bytes]] = {}
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
-        self._used: set[bytes] | None = None  # keys served or made, when stale ones are to be deleted
+        self._used: set[int] | None = None  # items served or made, when the others' fragments are to be deleted
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future[None]] = []
         self._write_connection: sqlite3.Connection | None = None
@@ -118,7 +118,13 @@ class FragmentCache:
                 " key BLOB NOT NULL, body BLOB NOT NULL)"
             )
             connection.execute("CREATE INDEX IF NOT EXISTS fragment_item ON fragment (item)")
-            connection.execute("SELECT count(*) FROM fragment WHERE item = 0").fetchone()
+            connection.execute("CREATE TABLE IF NOT EXISTS namespace (digest BLOB NOT NULL)")
+            # Another renderer version (or layout) wrote what is here: none of it can serve again.
+            if connection.execute("SELECT digest FROM namespace").fetchall() != [(_namespace(),)]:
+                with connection:
+                    connection.execute("DELETE FROM fragment")
+                    connection.execute("DELETE FROM namespace")
+                    connection.execute("INSERT INTO namespace VALUES (?)", (_namespace(),))
         except BaseException:
             connection.close()
             raise
@@ -151,13 +157,15 @@ class FragmentCache:
     def get(self, kind: str, key: bytes) -> bytes | None:
         loaded = self._kind(kind)
         body = None if loaded is None else loaded.get(key)
-        if self._used is not None:
-            self._used.add(key)
         if body is None:
             self.misses += 1
         else:
             self.hits += 1
         return body
+
+    def use(self, item: int) -> None:
+        if self._used is not None:
+            self._used.add(item)
 
     def put(self, kind: str, key: bytes, item: int, version: int, body: bytes) -> None:
         if self._connection is not None:
@@ -169,17 +177,18 @@ class FragmentCache:
     def delete_unused_at_close(self) -> None:
         """At ``close``, delete every fragment this publish did not use.
 
-        For a publish that renders every scope: what it did not use belongs to records
-        no longer published (a removed source, an event out of the window) or to an older
-        renderer version, and would otherwise stay in the file for ever.
+        For a publish that renders every scope: the fragments of items it did not show belong
+        to records no longer published (a removed source, an event out of the window) and
+        would otherwise stay in the file for ever. (An older renderer's are deleted on opening.)
         """
         self._used = set()
 
     def drop(self, kinds: tuple[str, ...]) -> None:
         """Forget the fragments read of ``kinds`` (their files are rendered), after saving the new ones."""
         self.flush()
-        for kind in kinds:
+        for kind in (*kinds, "keys"):  # keys are read again when needed: de-duplication keeps its own
             self._loaded.pop(kind, None)
+        _IDS.forget(("ids",))
 
     def flush(self) -> None:
         """Hand the new fragments to the writer thread (SQLite works without the GIL: rendering goes on)."""
@@ -237,17 +246,17 @@ class FragmentCache:
                 self._connection.close()
             self._connection = None
 
-    def _delete_unused(self, connection: sqlite3.Connection, used: set[bytes]) -> None:
+    def _delete_unused(self, connection: sqlite3.Connection, used: set[int]) -> None:
         try:
-            (stored,) = connection.execute("SELECT count(*) FROM fragment").fetchone()
+            (stored,) = connection.execute("SELECT count(DISTINCT item) FROM fragment").fetchone()
             if stored <= len(used):
-                return  # every stored fragment was used (the usual case): nothing to look for
-            connection.execute("CREATE TEMP TABLE IF NOT EXISTS used (key BLOB PRIMARY KEY) WITHOUT ROWID")
+                return  # every stored item was shown (the usual case): nothing to look for
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS used (item INTEGER PRIMARY KEY)")
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.execute("DELETE FROM temp.used")
-                connection.executemany("INSERT OR IGNORE INTO temp.used VALUES (?)", ((key,) for key in used))
-                connection.execute("DELETE FROM fragment WHERE key NOT IN (SELECT key FROM temp.used)")
+                connection.executemany("INSERT OR IGNORE INTO temp.used VALUES (?)", ((item,) for item in used))
+                connection.execute("DELETE FROM fragment WHERE item NOT IN (SELECT item FROM temp.used)")
                 connection.execute("DELETE FROM temp.used")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -305,6 +314,7 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
         return render()
     base, item_id, version = _IDS.get("ids", item, lambda: _item_ids(item))
     key = hashlib.blake2b(base + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=20).digest()
+    store.use(item_id)
     body = store.get(kind, key)
     if body is None:
         body = render()
