@@ -32,6 +32,7 @@ __all__ = ["content_hash", "decode", "decode_temporal", "encode", "encode_tempor
 # so they neither bump our SEQUENCE nor trigger a republish.
 VOLATILE_FIELDS = frozenset({"also_from", "updated", "last_modified"})
 
+_PLAIN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d{6})?)?[+-]\d\d:\d\d(?:\[[^\]]+\])?$")
 _DATETIME = re.compile(
     r"^(?P<wall>\d{4}-\d\d-\d\dT[0-9:.]+)"
     r"(?P<offset>[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?"
@@ -79,6 +80,21 @@ def decode_temporal(text: str) -> datetime | date:
     """Inverse of ``encode_temporal``."""
     if "T" not in text:
         return date.fromisoformat(text)
+    if _PLAIN.match(text):
+        # What encode_temporal writes for a whole-minute offset: fromisoformat reads it in C,
+        # and the instant shown in its zone is what the DST-fold search below finds too.
+        written, _, zone = text.partition("[")
+        moment = datetime.fromisoformat(written)
+        if not zone:
+            return moment
+        local = moment.astimezone(ZoneInfo(zone[:-1]))
+        if local.replace(tzinfo=None) == moment.replace(tzinfo=None):
+            return local
+        # A wall time the zone skips (or whose rules changed): the search below keeps it as written.
+    return _decode_datetime(text)
+
+
+def _decode_datetime(text: str) -> datetime:
     match = _DATETIME.match(text)
     if match is None or match["offset"] is None:
         raise StoreError(f"unreadable stored datetime {text!r}")

@@ -252,3 +252,36 @@ def test_any_record_round_trips_exactly(record: Record) -> None:
 
     _assert_identical(codec.decode(record.kind, text), record)
     assert text.isascii()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.one_of(st.timezones(), fixed_offsets),
+        allow_imaginary=True,
+    ),
+    st.sampled_from((0, 1)),
+)
+def test_the_fast_datetime_reader_equals_the_general_one(value: datetime, fold: int) -> None:
+    """decode_temporal reads common texts with fromisoformat; wall time, zone and fold must not differ."""
+    text = codec.encode_temporal(value.replace(fold=fold))
+    fast, general = codec.decode_temporal(text), codec._decode_datetime(text)
+
+    assert (repr(fast), fast.utcoffset(), fast.fold) == (repr(general), general.utcoffset(), general.fold)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2027-03-28T02:30:00+01:00[Europe/Vienna]",  # a wall time the clocks skip
+        "2026-10-25T02:30:00+01:00[Europe/Vienna]",  # the second 02:30 of the night clocks go back
+        "2026-10-25T02:30:00+02:00[Europe/Vienna]",  # the first
+        "2026-11-26T09:00:00.250000+00:00",
+        "2026-11-26T09:00:00+05:30:15",  # an offset with seconds: the general reader only
+    ],
+)
+def test_datetime_readers_agree_on_dst_edges(text: str) -> None:
+    fast, general = codec.decode_temporal(text), codec._decode_datetime(text)
+    assert (repr(fast), fast.utcoffset()) == (repr(general), general.utcoffset())
