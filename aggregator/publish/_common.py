@@ -13,7 +13,7 @@ import os
 import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from aggregator.memo import IdentityMemo
@@ -191,11 +191,21 @@ def news_date(item: StoredNews) -> datetime:
     return item.record.published or item.first_seen
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _newest_first(item: StoredNews) -> tuple[int, str, str]:
+    """Sort key: microseconds before the epoch (an exact integer: aware datetimes compare slowly), source, id."""
+
+    def compute() -> tuple[int, str, str]:
+        return ((EPOCH - news_date(item)) // _MICROSECOND, item.record.source, item.record.id)
+
+    return memoized("sort", item, compute)
+
+
 def sort_news(items: list[StoredNews], cap: int) -> list[StoredNews]:
-    """Newest first (published, else first_seen), ties by id so the output is stable; at most ``cap``."""
-    items = sorted(items, key=lambda i: (i.record.source, i.record.id))
-    items.sort(key=news_date, reverse=True)
-    return items[:cap]
+    """Newest first (published, else first_seen), ties by source and id so the output is stable; at most ``cap``."""
+    return sorted(items, key=_newest_first)[:cap]
 
 
 def feed_updated(items: list[StoredNews]) -> datetime:
