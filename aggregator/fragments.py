@@ -146,6 +146,7 @@ class FragmentCache:
         connection = self._connection
         if connection is None:
             return None
+        self._settle_writes()
         try:
             loaded = dict(connection.execute("SELECT key, body FROM fragment WHERE kind = ?", (kind,)))
         except sqlite3.Error as error:
@@ -157,6 +158,8 @@ class FragmentCache:
     def get(self, kind: str, key: bytes) -> bytes | None:
         loaded = self._kind(kind)
         body = None if loaded is None else loaded.get(key)
+        if body is None and key in self._pending:  # made earlier in this publish (another copy of the item)
+            body = self._pending[key][4]
         if body is None:
             self.misses += 1
         else:
@@ -170,9 +173,6 @@ class FragmentCache:
     def put(self, kind: str, key: bytes, item: int, version: int, body: bytes) -> None:
         if self._connection is not None:
             self._pending[key] = (kind, item, version, key, body)
-            loaded = self._loaded.get(kind)
-            if loaded is not None:
-                loaded[key] = body
 
     def delete_unused_at_close(self) -> None:
         """At ``close``, delete every fragment this publish did not use.
@@ -220,10 +220,14 @@ class FragmentCache:
             _LOG.warning("render cache %s: new fragments not saved: %s", self.path, error)
             self._write_failed = True
 
-    def _wait_for_writes(self) -> None:
+    def _settle_writes(self) -> None:
+        """Wait for the writer: what is read next must include what this publish has written."""
         writes, self._writes = self._writes, []
         for write in writes:
             write.result()
+
+    def _wait_for_writes(self) -> None:
+        self._settle_writes()
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None

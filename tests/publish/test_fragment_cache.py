@@ -63,6 +63,8 @@ def test_a_forced_publish_with_a_warm_cache_renders_nothing_and_writes_the_same_
     # One row per fragment made: RSS, Atom and JSON Feed of the 5 stored news plus the merged
     # feed's copy "also from beta"; the keys of the 14 stored news and events; 9 VEVENTs.
     assert _rows(config) == {"atom": 6, "json": 6, "keys": 14, "rss": 6, "vevent": 9}
+    with sqlite3.connect(config.data_dir / CACHE_FILE) as connection:
+        assert connection.execute("SELECT count(*) - count(DISTINCT key) FROM fragment").fetchone() == (0,)
     assert len(cold_files) == 30
     assert warm_files == cold_files
     merged = warm_files["news.xml"].decode()
