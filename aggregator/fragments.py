@@ -29,7 +29,6 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from aggregator.memo import IdentityMemo
 from aggregator.store.base import StoredEvent, StoredNews
 
 __all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fragment", "fragment_cache"]
@@ -79,6 +78,7 @@ class FragmentCache:
         self.hits = 0
         self.misses = 0
         self._loaded: dict[str, dict[bytes, bytes]] = {}
+        self._served: set[bytes] = set()  # keys served from a dictionary since it was read
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
         self._used: set[int] | None = None  # items served or made, when the others' fragments are to be deleted
@@ -157,8 +157,12 @@ class FragmentCache:
 
     def get(self, kind: str, key: bytes) -> bytes | None:
         loaded = self._kind(kind)
-        body = None if loaded is None else loaded.get(key)
-        if body is None and key in self._pending:  # made earlier in this publish (another copy of the item)
+        # Popped: the caller keeps what it needs (a fragment in the render memo, keys decoded),
+        # so the bytes are not held twice; ``_served`` remembers that the key is stored.
+        body = None if loaded is None else loaded.pop(key, None)
+        if body is not None:
+            self._served.add(key)
+        elif key in self._pending:  # made earlier in this publish (another copy of the item)
             body = self._pending[key][4]
         if body is None:
             self.misses += 1
@@ -171,7 +175,7 @@ class FragmentCache:
             self._used.add(item)
 
     def put(self, kind: str, key: bytes, item: int, version: int, body: bytes) -> None:
-        if self._connection is not None:
+        if self._connection is not None and key not in self._served:
             self._pending[key] = (kind, item, version, key, body)
 
     def delete_unused_at_close(self) -> None:
@@ -188,7 +192,7 @@ class FragmentCache:
         self.flush()
         for kind in (*kinds, "keys"):  # keys are read again when needed: de-duplication keeps its own
             self._loaded.pop(kind, None)
-        _IDS.forget(("ids",))
+        self._served.clear()
 
     def flush(self) -> None:
         """Hand the new fragments to the writer thread (SQLite works without the GIL: rendering goes on)."""
@@ -279,8 +283,7 @@ def fragment_cache(path: Path) -> Iterator[FragmentCache]:
     store = FragmentCache(path)
     token = _ACTIVE.set(store)
     try:
-        with _IDS.scope():
-            yield store
+        yield store
     finally:
         _ACTIVE.reset(token)
         store.close()
@@ -292,11 +295,8 @@ def _int64(text: str) -> int:
     )
 
 
-_IDS = IdentityMemo("clusterfeeds_fragment_ids")
-
-
 def _item_ids(item: StoredNews | StoredEvent) -> tuple[bytes, int, int]:
-    """(digest of the item as stored and shown, item id, version id): once per item and publish, for all kinds."""
+    """(digest of the item as stored and shown, item id, version id)."""
     record = item.record
     sequence = item.sequence if isinstance(item, StoredEvent) else 0
     identity = f"{record.source}\x1f{record.kind.value}\x1f{record.key}"
@@ -316,7 +316,8 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
     store = _ACTIVE.get()
     if store is None or not item.content_hash:
         return render()
-    base, item_id, version = _IDS.get("ids", item, lambda: _item_ids(item))
+    # Not memoized: the renderers call this once per item and kind (a memo held 80 MB on 260k items).
+    base, item_id, version = _item_ids(item)
     key = hashlib.blake2b(base + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=20).digest()
     store.use(item_id)
     body = store.get(kind, key)
