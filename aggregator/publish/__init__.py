@@ -25,12 +25,12 @@ from aggregator.errors import PublishError
 from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
-from aggregator.publish.atom import render_atom
-from aggregator.publish.ics import current_events, current_until, render_ics
+from aggregator.publish.atom import atom_parts
+from aggregator.publish.ics import current_events, current_until, ics_parts
 from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index, source_status, stable_until
-from aggregator.publish.jsonfeed import render_json_feed
+from aggregator.publish.jsonfeed import json_feed_parts
 from aggregator.publish.opml import OpmlEntry, render_opml
-from aggregator.publish.rss import render_rss
+from aggregator.publish.rss import rss_parts
 from aggregator.records import SourceState
 from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent, StoredNews
@@ -69,8 +69,18 @@ class PublishReport:
 
 @dataclass(frozen=True, slots=True)
 class _Output:
+    """One file to write. (``parts`` is a tuple or list of bytes: a bare ``bytes`` would be read as ints.)"""
+
     path: str  # relative to feeds_dir, "/"-separated
-    data: bytes
+    parts: Sequence[bytes]  # the file's bytes in order (item fragments are shared, not copied)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.parts))
 
 
 def _ttl(sources: Sequence[SourceConfig], fallback: timedelta) -> timedelta:
@@ -119,7 +129,7 @@ def _feed_file(
         fallback_zone = sources[0].timezone.key if len(sources) == 1 else defaults.timezone.key
         return _Output(
             calendar_path,
-            render_ics(events(), name=calendar_name, refresh=ttl, fallback_zone=fallback_zone, year=data.now.year),
+            ics_parts(events(), name=calendar_name, refresh=ttl, fallback_zone=fallback_zone, year=data.now.year),
         )
     ext = (".xml", ".atom", ".json")[index]
     meta = FeedMeta(
@@ -132,10 +142,10 @@ def _feed_file(
         ttl_minutes=max(int(ttl.total_seconds() // 60), 1),
     )
     if index == 0:
-        return _Output(prefix + ext, render_rss(meta, news(), origins))
+        return _Output(prefix + ext, rss_parts(meta, news(), origins))
     if index == 1:
-        return _Output(prefix + ext, render_atom(meta, news()))
-    return _Output(prefix + ext, render_json_feed(meta, news()))
+        return _Output(prefix + ext, atom_parts(meta, news()))
+    return _Output(prefix + ext, json_feed_parts(meta, news()))
 
 
 def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
@@ -333,15 +343,17 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         pages = [
             _Output(
                 "index.html",
-                render_index(
-                    title=title,
-                    base_url=data.base_url,
-                    # The page lists the newest few: de-duplicate the newest window only (as the feeds do).
-                    news=_merged_newest(all_news(), min(cap, _LATEST_NEWS)),
-                    events=all_events(),
-                    sources=index_sources,
-                    tags=index_tags,
-                    now=data.now,
+                (
+                    render_index(
+                        title=title,
+                        base_url=data.base_url,
+                        # The page lists the newest few: de-duplicate the newest window only (as the feeds do).
+                        news=_merged_newest(all_news(), min(cap, _LATEST_NEWS)),
+                        events=all_events(),
+                        sources=index_sources,
+                        tags=index_tags,
+                        now=data.now,
+                    ),
                 ),
             )
         ]
@@ -355,7 +367,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
             for s in sources
             if news_by_source[s.name] or s.kind is not SourceKind.ICAL
         ]
-        pages.append(_Output("sources.opml", render_opml(f"{title}: sources", opml_entries)))
+        pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
         return pages
 
     def valid_until() -> datetime:
@@ -467,9 +479,10 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
 
         def submit(output: _Output) -> None:
             nonlocal in_flight
-            future = pool.submit(_files.write_if_changed, feeds_dir / output.path, output.data, sync_directory=False)
-            pending.append((output.path, len(output.data), future))
-            in_flight += len(output.data)
+            future = pool.submit(_files.write_if_changed, feeds_dir / output.path, output.parts, sync_directory=False)
+            size = output.size
+            pending.append((output.path, size, future))
+            in_flight += size
             settle(_IN_FLIGHT)
 
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aggregator.errors import PublishError
@@ -22,31 +22,54 @@ __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 _CHUNK = 1 << 20  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
 
 
-def _unchanged(path: Path, data: bytes) -> bool:
+def _unchanged(path: Path, parts: Sequence[bytes]) -> bool:
     try:
-        with path.open("rb") as file:
-            if os.fstat(file.fileno()).st_size != len(data):
+        with path.open("rb", buffering=_CHUNK) as file:
+            if os.fstat(file.fileno()).st_size != sum(map(len, parts)):
                 return False
-            view = memoryview(data)
-            for start in range(0, len(data), _CHUNK):
-                if file.read(_CHUNK) != view[start : start + _CHUNK]:
-                    return False
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, len(part), _CHUNK):
+                    piece = view[start : start + _CHUNK]
+                    if file.read(len(piece)) != piece:
+                        return False
             return file.read(1) == b""
     except OSError:
         return False
+
+
+_BATCH = 512  # pieces per writev call (IOV_MAX is 1024 on Linux)
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write every piece in order, a batch per system call, however short the kernel's writes are."""
+    for start in range(0, len(parts), _BATCH):
+        batch = [memoryview(p) for p in parts[start : start + _BATCH] if p]
+        first = 0
+        while first < len(batch):
+            written = os.writev(fd, batch[first:] if first else batch)
+            while first < len(batch) and written >= len(batch[first]):
+                written -= len(batch[first])
+                first += 1
+            if written:
+                batch[first] = batch[first][written:]
 
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def write_if_changed(path: Path, data: bytes, *, sync_directory: bool = True) -> bool:
+def write_if_changed(path: Path, data: bytes | Sequence[bytes], *, sync_directory: bool = True) -> bool:
     """Replace ``path`` with ``data`` atomically; False (and no write at all) when the bytes are the same.
+
+    ``data`` may be the pieces of the file in order: a 150 MB feed is written from its
+    items' fragments without first being copied into one object.
 
     Raises ``PublishError`` on any write failure (read-only directory, disk
     full); the previous file stays in place and the temporary file is removed.
     """
-    if _unchanged(path, data):
+    parts = [data] if isinstance(data, bytes) else data
+    if _unchanged(path, parts):
         return False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +82,7 @@ def write_if_changed(path: Path, data: bytes, *, sync_directory: bool = True) ->
         raise PublishError(str(path), f"cannot write: {_reason(exc)}") from exc
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, parts)
             os.fsync(fd)
         finally:
             os.close(fd)

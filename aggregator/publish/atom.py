@@ -17,7 +17,7 @@ from aggregator.publish._common import (
 )
 from aggregator.store.base import StoredNews
 
-__all__ = ["render_atom"]
+__all__ = ["atom_parts", "render_atom"]
 
 _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
@@ -75,6 +75,11 @@ def _render_entry(item: StoredNews) -> str:
 
 def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
     """Atom feed document; ``items`` already ordered and capped."""
+    return b"".join(atom_parts(meta, items))
+
+
+def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
+    """``render_atom`` as the pieces it joins."""
     updated = feed_updated(list(items))
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n<id>',
@@ -95,4 +100,4 @@ def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
         "</generator>\n",
     ]
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    return b"".join(["".join(head).encode("utf-8"), *[_entry(i) for i in items], b"</feed>\n"])
+    return ["".join(head).encode("utf-8"), *[_entry(i) for i in items], b"</feed>\n"]

@@ -31,6 +31,7 @@ __all__ = [
     "event_zone",
     "fold",
     "ics_duration",
+    "ics_parts",
     "render_ics",
     "rrule_value",
     "unique_uids",
@@ -360,6 +361,18 @@ def render_ics(
     year: int,
 ) -> bytes:
     """A VCALENDAR of ``events`` (already filtered and de-duplicated), VTIMEZONEs for every TZID used."""
+    return b"".join(ics_parts(events, name=name, refresh=refresh, fallback_zone=fallback_zone, year=year))
+
+
+def ics_parts(
+    events: Sequence[StoredEvent],
+    *,
+    name: str,
+    refresh: timedelta,
+    fallback_zone: str,
+    year: int,
+) -> list[bytes]:
+    """``render_ics`` as the pieces it joins."""
     pairs = sorted(_without_rdates(unique_uids(events)), key=_order)
     rendered = [_event(item, uid) for item, uid in pairs]
     zones: dict[str, list[int]] = {}
@@ -383,4 +396,4 @@ def render_ics(
         years = zones[tzid]
         head += vtimezone_lines(tzid, min(years), max(years))
     head_text = "".join(fold(line) for line in head).encode("utf-8")
-    return b"".join([head_text, *[part.text for part in rendered], b"END:VCALENDAR\r\n"])
+    return [head_text, *[part.text for part in rendered], b"END:VCALENDAR\r\n"]

@@ -17,7 +17,7 @@ from aggregator.publish._common import (
 from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredNews
 
-__all__ = ["render_json_feed"]
+__all__ = ["json_feed_parts", "render_json_feed"]
 
 VERSION = "https://jsonfeed.org/version/1.1"
 
@@ -70,6 +70,11 @@ def _render_item(item: StoredNews) -> str:
 
 def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
     """JSON Feed document; ``items`` already ordered and capped."""
+    return b"".join(json_feed_parts(meta, items))
+
+
+def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
+    """``render_json_feed`` as the pieces it joins."""
     head = {
         "version": VERSION,
         "title": meta.title,
@@ -80,6 +85,10 @@ def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
     }
     head_text = _dumps(head)[:-1]  # reopen the object to append "items" without re-serialising them
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    return b"".join(
-        [(head_text + ',"items":[\n').encode("utf-8", "replace"), b",\n".join([_item(i) for i in items]), b"\n]}\n"]
-    )
+    parts = [(head_text + ',"items":[\n').encode("utf-8", "replace")]
+    for index, item in enumerate(items):
+        if index:
+            parts.append(b",\n")  # a piece of its own: the item's bytes are shared, not copied
+        parts.append(_item(item))
+    parts.append(b"\n]}\n")
+    return parts

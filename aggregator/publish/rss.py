@@ -23,7 +23,7 @@ from aggregator.publish._common import (
 )
 from aggregator.store.base import StoredNews
 
-__all__ = ["render_rss"]
+__all__ = ["render_rss", "rss_parts"]
 
 _HEAD = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -83,6 +83,11 @@ def _render_item(item: StoredNews, origin_url: str | None) -> str:
 
 def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> bytes:
     """RSS 2.0 document; ``items`` already ordered and capped, ``origins`` maps source name -> its feed URL."""
+    return b"".join(rss_parts(meta, items, origins))
+
+
+def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> list[bytes]:
+    """``render_rss`` as the pieces it joins: written one after the other, never copied into one object."""
     updated = feed_updated(list(items))
     head = [
         _HEAD,
@@ -111,4 +116,4 @@ def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, s
         body.append(_item(item, origin_urls[source]))
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
     body.append(b"</channel>\n</rss>\n")
-    return b"".join(body)
+    return body

@@ -16,6 +16,7 @@ import pytest
 
 from aggregator.errors import PublishError
 from aggregator.publish import publish
+from aggregator.publish._files import write_if_changed
 
 
 def _mtimes(feeds_dir: Path) -> dict[str, int]:
@@ -143,3 +144,17 @@ def test_temporaries_abandoned_by_a_killed_writer_are_removed_and_live_ones_kept
     os.utime(mine, (two_hours_ago, two_hours_ago))
     assert remove_abandoned_temporaries(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".events.ics.4343.tmp", "notes.tmp"]
+
+
+def test_a_file_given_as_pieces_is_written_and_compared_piece_by_piece(tmp_path: Path) -> None:
+    """Feeds are written from their items' fragments (more pieces than one writev takes, some empty)."""
+    pieces = [f"<item>{i}</item>\n".encode() if i % 7 else b"" for i in range(3000)]
+    target = tmp_path / "news.xml"
+
+    assert write_if_changed(target, pieces) is True
+    assert target.read_bytes() == b"".join(pieces)
+    assert write_if_changed(target, b"".join(pieces)) is False  # the same bytes, given whole
+    assert write_if_changed(target, [*pieces[:-1], b"<item>2999</item>\n"]) is False
+    changed = [*pieces[:-2], b"<item>2998 changed</item>\n", pieces[-1]]
+    assert write_if_changed(target, changed) is True
+    assert target.read_bytes().endswith(b"<item>2998 changed</item>\n<item>2999</item>\n")
