@@ -296,7 +296,7 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
         manifest = json.loads((corpus_dir / "manifest.json").read_text())
         counts = manifest["counts"]
 
-        plan = ["full", "unchanged", "mutate:0.1", "changed", "publish", "publish-forced"]
+        plan = ["full", "unchanged", "mutate:0.1", "changed", "publish", "publish-forced", "publish-cold"]
         if cycles:
             plan.append(f"memory:{cycles}")
         steps, memory, _driven = drive(config, plan, server.base, seed)
@@ -353,6 +353,15 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "publish_forced_s": steps["publish-forced"]["seconds"],
                 "write_floor_s": round(write_floor, 3),
                 "publish_forced_vs_write_floor": ratio(steps["publish-forced"]["seconds"], write_floor),
+                # feeds/ and the fragment cache deleted: every item rendered again (after an upgrade)
+                "publish_cold_s": steps["publish-cold"]["seconds"],
+                "publish_cold_vs_write_floor": ratio(steps["publish-cold"]["seconds"], write_floor),
+                "full_cycle_run_s": full.get("run_s"),
+                "full_cycle_publish_s": full.get("publish_s"),
+                "changed_10pct_run_s": changed.get("run_s"),
+                "changed_10pct_publish_s": changed.get("publish_s"),
+                "changed_10pct_fragments_rendered": changed.get("fragments_rendered"),
+                "changed_10pct_fragments_reused": changed.get("fragments_reused"),
                 "cli_startup_s": round(startup.seconds, 3),
                 "cli_unchanged_cycle_s": round(cli_unchanged.seconds, 3),
                 "peak_rss_main_mb": max(line["peak_mb"] for line in all_lines),
