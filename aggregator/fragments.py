@@ -37,8 +37,10 @@ CACHE_FILE = "render-cache.sqlite3"
 _GENERATOR = "clusterfeeds 0.1"
 _SCHEMA = 3
 _LOG = logging.getLogger("aggregator.publish")
-# What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling.
-_LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser")
+# What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling,
+# and the zone rules (an event's local time is computed with them).
+_LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser", "tzdata")
+_SYSTEM_ZONES = Path("/usr/share/zoneinfo/tzdata.zi")
 
 
 @cache
@@ -47,7 +49,13 @@ def code_digest() -> str:
     root = Path(__file__).parent / "publish"
     digest = hashlib.blake2b(_GENERATOR.encode(), digest_size=16)
     for path in sorted(
-        [*root.glob("*.py"), *(root.parent / n for n in ("dedupe.py", "fragments.py", "sanitize.py", "urls.py"))]
+        [
+            *root.glob("*.py"),
+            *(
+                root.parent / n
+                for n in ("dedupe.py", "fragments.py", "records.py", "sanitize.py", "urls.py", "store/codec.py")
+            ),
+        ]
     ):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -62,7 +70,11 @@ def _namespace() -> bytes:
             versions.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name}=-")
-    return f"{code_digest()}|{sys.version}|{'|'.join(versions)}|{_SCHEMA}".encode()
+    try:
+        zones = hashlib.blake2b(_SYSTEM_ZONES.read_bytes(), digest_size=8).hexdigest()
+    except OSError:
+        zones = "-"
+    return f"{code_digest()}|{sys.version}|{'|'.join(versions)}|{zones}|{_SCHEMA}".encode()
 
 
 class FragmentCache:
