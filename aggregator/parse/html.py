@@ -97,6 +97,23 @@ def _date(item: Tag, selector: str | None) -> tuple[str | None, str | None]:
     return _text(element) or None, attr
 
 
+def _soup(body: bytes) -> BeautifulSoup:
+    """The page parsed by lxml, its encoding sniffed by bs4.
+
+    A ``<meta charset>`` holding control characters makes lxml refuse the encoding name bs4
+    hands it (ValueError, found by fuzzing): the page is then read as UTF-8, else Windows-1252,
+    as auto-detection reads undeclared pages.
+    """
+    try:
+        return BeautifulSoup(body, "lxml")
+    except ValueError:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = body.decode("windows-1252", errors="replace")
+        return BeautifulSoup(text, "lxml")
+
+
 def parse_selectors(body: bytes, *, source: SourceConfig, url: str, fetched_at: datetime) -> ParseResult:
     """Records of the page's ``item`` elements; an item without a title or date becomes a Problem."""
     selectors = source.selectors
@@ -104,7 +121,7 @@ def parse_selectors(body: bytes, *, source: SourceConfig, url: str, fetched_at: 
         raise ParseError(source.name, 'kind = "html" needs selectors (item, title, link, date ...)')
     if not body.strip():
         raise ParseError(source.name, "empty page")
-    soup = BeautifulSoup(body, "lxml")
+    soup = _soup(body)
     base_url = page_base_url(soup, url)
     records: list[Record] = []
     problems: list[Problem] = []

@@ -117,3 +117,23 @@ def test_html_kind_without_selectors_is_a_parse_error():
     with pytest.raises(ParseError) as caught:
         parse_document(BODY, source=source_config, url=URL, content_type="text/html", fetched_at=FETCHED)
     assert str(caught.value) == "source 'bare': kind = \"html\" needs selectors (item, title, link, date ...)"
+
+
+def test_a_meta_charset_full_of_control_characters_is_read_as_utf8() -> None:
+    """Found by the fuzzer: lxml refused the declared encoding's name and parse_selectors raised ValueError."""
+    body = (Path(__file__).parents[1] / "fixtures" / "hostile" / "fuzz-parse-selectors-encoding.bin").read_bytes()
+    assert b'<meta charset="u\xe5*\xe4\x1e#}' in body
+    events = SourceConfig(
+        name="agrifood-events",
+        url="https://www.agrifood.example/events/",
+        kind=SourceKind.HTML,
+        selectors=Selectors(
+            item="div.h-event", title=".p-name", link="a.u-url", date=".dt-start", record=RecordKind.EVENT
+        ),
+    )
+
+    result = parse_document(body, source=events, url=events.url, content_type="text/html", fetched_at=FETCHED)
+
+    # The first event's date element was mutated away: it is reported, the second is read whole.
+    assert [(e.title, e.start.isoformat()) for e in result.events] == [("Oat Innovation Day", "2026-06-04")]
+    assert result.problems == (Problem("agrifood-events", "no date found", "item 1"),)
