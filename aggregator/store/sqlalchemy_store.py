@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -61,6 +61,27 @@ _REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:\"([^\"]+)\"|N
 
 
 _READ_BATCH = 1000  # rows fetched at a time (a server-side cursor on PostgreSQL)
+_Row = TypeVar("_Row", StoredNews, StoredEvent)
+
+
+def _stored_news(row: Any) -> StoredNews:
+    record = codec.decode(RecordKind.NEWS, row.payload)
+    assert isinstance(record, NewsRecord)
+    return StoredNews(
+        record=record, first_seen=row.first_seen, changed_at=row.changed_at, content_hash=row.content_hash
+    )
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    record = codec.decode(RecordKind.EVENT, row.payload)
+    assert isinstance(record, EventRecord)
+    return StoredEvent(
+        record=record,
+        sequence=row.sequence,
+        first_seen=row.first_seen,
+        changed_at=row.changed_at,
+        content_hash=row.content_hash,
+    )
 
 
 def _head_revision() -> str | None:
@@ -403,22 +424,7 @@ class SqlStore:
         )
         if limit is not None:
             query = query.limit(limit)
-        result = []
-        # Rows are decoded as they arrive: 100,000 payloads are never held as text beside their records.
-        with self._transaction("reading news", write=False) as conn:
-            for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
-                record = codec.decode(RecordKind.NEWS, row.payload)
-                assert isinstance(record, NewsRecord)
-                result.append(
-                    StoredNews(
-                        record=record,
-                        first_seen=row.first_seen,
-                        changed_at=row.changed_at,
-                        content_hash=row.content_hash,
-                    )
-                )
-        self.records_read += len(result)
-        return result
+        return self._read("reading news", query, _stored_news)
 
     def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
         """Events ending (or starting, if open-ended) at or after ``since``, plus every recurring one.
@@ -430,20 +436,14 @@ class SqlStore:
             .where(or_(records.c.ends_at >= since, records.c.recurring.is_(True)))
             .order_by(records.c.sort_at, records.c.source, records.c.key)
         )
+        return self._read("reading events", query, _stored_event)
+
+    def _read(self, action: str, query: Any, build: Callable[[Any], _Row]) -> list[_Row]:
+        """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""
         result = []
-        with self._transaction("reading events", write=False) as conn:
+        with self._transaction(action, write=False) as conn:
             for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
-                record = codec.decode(RecordKind.EVENT, row.payload)
-                assert isinstance(record, EventRecord)
-                result.append(
-                    StoredEvent(
-                        record=record,
-                        sequence=row.sequence,
-                        first_seen=row.first_seen,
-                        changed_at=row.changed_at,
-                        content_hash=row.content_hash,
-                    )
-                )
+                result.append(build(row))
         self.records_read += len(result)
         return result
 
