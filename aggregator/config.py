@@ -102,6 +102,7 @@ class Defaults:
     dormant_after: timedelta = timedelta(days=14)
     title: str = "clusterfeeds"
     database_url: str | None = None  # postgresql://... ; None means SQLite in data_dir
+    publish_processes: int = 2  # processes rendering a publish (at most one per core and per format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ _DEFAULT_KEYS = (
     "dormant_after",
     "title",
     "database_url",
+    "publish_processes",
     "data_dir",
     "feeds_dir",
 )
@@ -285,6 +287,7 @@ def _read_defaults(scope: _Scope) -> Defaults:
         dormant_after=_pick(scope.converted("dormant_after", parse_interval), base.dormant_after),
         title=_pick(scope.converted("title", _non_empty), base.title),
         database_url=scope.converted("database_url", _database_url),
+        publish_processes=_pick(scope.integer("publish_processes", minimum=1, maximum=4), base.publish_processes),
     )
 
 

@@ -31,12 +31,21 @@ from pathlib import Path
 
 from aggregator.store.base import StoredEvent, StoredNews
 
-__all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fragment", "fragment_cache"]
+__all__ = [
+    "CACHE_FILE",
+    "FragmentCache",
+    "code_digest",
+    "forget_fragments",
+    "fragment",
+    "fragment_cache",
+    "prepare_fragment_cache",
+]
 
 CACHE_FILE = "render-cache.sqlite3"
 _GENERATOR = "clusterfeeds 0.1"
-_SCHEMA = 3
+_SCHEMA = 4
 _LOG = logging.getLogger("aggregator.publish")
+_WRITE_WAIT_S = 120.0
 # What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling,
 # and the zone rules (an event's local time is computed with them).
 _LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser", "tzdata")
@@ -93,7 +102,8 @@ class FragmentCache:
         self._served: set[bytes] = set()  # keys served from a dictionary since it was read
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
-        self._used: set[int] | None = None  # items served or made, when the others' fragments are to be deleted
+        self._used: set[int] | None = None  # items served or made (when tracked: ``track_use``)
+        self._prune = False  # at close, delete the fragments of every item not in ``_used``
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future[None]] = []
         self._write_connection: sqlite3.Connection | None = None
@@ -122,21 +132,29 @@ class FragmentCache:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=OFF")  # a lost write costs a re-render, never output
+            connection.execute("CREATE TABLE IF NOT EXISTS namespace (digest BLOB NOT NULL)")
+            # Another renderer version (or layout) wrote what is here: none of it can serve again.
+            if connection.execute("SELECT digest FROM namespace").fetchall() != [(_namespace(),)]:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    if connection.execute("SELECT digest FROM namespace").fetchall() != [(_namespace(),)]:
+                        connection.execute("DROP TABLE IF EXISTS fragment")
+                        connection.execute("DELETE FROM namespace")
+                        connection.execute("INSERT INTO namespace VALUES (?)", (_namespace(),))
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
             # ``item`` and ``version`` are 64-bit digests of the item (source, record kind, key) and of
             # its stored version: a new version replaces the older one's fragments of every kind and variant.
+            # A key is stored once: processes rendering other formats of the same publish may both make it.
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS fragment ("
                 " kind TEXT NOT NULL, item INTEGER NOT NULL, version INTEGER NOT NULL,"
                 " key BLOB NOT NULL, body BLOB NOT NULL)"
             )
+            connection.execute("CREATE UNIQUE INDEX IF NOT EXISTS fragment_key ON fragment (kind, key)")
             connection.execute("CREATE INDEX IF NOT EXISTS fragment_item ON fragment (item)")
-            connection.execute("CREATE TABLE IF NOT EXISTS namespace (digest BLOB NOT NULL)")
-            # Another renderer version (or layout) wrote what is here: none of it can serve again.
-            if connection.execute("SELECT digest FROM namespace").fetchall() != [(_namespace(),)]:
-                with connection:
-                    connection.execute("DELETE FROM fragment")
-                    connection.execute("DELETE FROM namespace")
-                    connection.execute("INSERT INTO namespace VALUES (?)", (_namespace(),))
         except BaseException:
             connection.close()
             raise
@@ -190,14 +208,27 @@ class FragmentCache:
         if self._connection is not None and key not in self._served:
             self._pending[key] = (kind, item, version, key, body)
 
-    def delete_unused_at_close(self) -> None:
-        """At ``close``, delete every fragment this publish did not use.
+    def track_use(self, *, prune: bool) -> None:
+        """Remember the items served or made from now on; with ``prune``, delete every other item's at close.
 
-        For a publish that renders every scope: the fragments of items it did not show belong
-        to records no longer published (a removed source, an event out of the window) and
-        would otherwise stay in the file for ever. (An older renderer's are deleted on opening.)
+        Pruning is for a publish that renders every scope: the fragments of items it did not
+        show belong to records no longer published (a removed source, an event out of the
+        window) and would otherwise stay in the file for ever. (An older renderer's are
+        deleted on opening.)
         """
         self._used = set()
+        self._prune = prune
+
+    def add_used(self, items: set[int] | None) -> None:
+        """Items another process of the same publish used (None: it could not save its new fragments)."""
+        if items is None:
+            self._used = None
+        elif self._used is not None:
+            self._used |= items
+
+    def used_items(self) -> set[int] | None:
+        """After ``close``: the items used, or None when not tracked or when new fragments were not all saved."""
+        return self._used
 
     def drop(self, kinds: tuple[str, ...]) -> None:
         """Forget the fragments read of ``kinds`` (their files are rendered), after saving the new ones."""
@@ -220,14 +251,17 @@ class FragmentCache:
         """Insert ``pending`` and delete the older versions' fragments of the same items (writer thread)."""
         try:
             if self._write_connection is None:
-                self._write_connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                # Another process of the same publish may be writing: wait for it rather than give up.
+                self._write_connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=_WRITE_WAIT_S
+                )
                 self._write_connection.execute("PRAGMA synchronous=OFF")
             connection = self._write_connection
             connection.execute("BEGIN IMMEDIATE")
             try:
                 versions = {item: version for _, item, version, _, _ in pending}
                 connection.executemany("DELETE FROM fragment WHERE item = ? AND version <> ?", sorted(versions.items()))
-                connection.executemany("INSERT INTO fragment VALUES (?, ?, ?, ?, ?)", pending)
+                connection.executemany("INSERT OR IGNORE INTO fragment VALUES (?, ?, ?, ?, ?)", pending)
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
@@ -258,9 +292,9 @@ class FragmentCache:
         if self._write_failed:
             self._used = None  # what was used is not all saved: nothing to conclude about the rest
         self._loaded.clear()
-        if self._used is not None and self._connection is not None:
+        if self._prune and self._used is not None and self._connection is not None:
             self._delete_unused(self._connection, self._used)
-        self._used = None
+        self._prune = False
         if self._connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
@@ -287,6 +321,11 @@ class FragmentCache:
 
 
 _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_cache", default=None)
+
+
+def prepare_fragment_cache(path: Path) -> None:
+    """Open and close the cache once: made, repaired or emptied for this renderer before processes share it."""
+    FragmentCache(path).close()
 
 
 @contextmanager

@@ -7,8 +7,6 @@ the database, take the data-directory lock and publish in exactly one way.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import fcntl
 import multiprocessing
 import os
@@ -23,6 +21,7 @@ from types import TracebackType
 from aggregator.config import Config
 from aggregator.errors import PublishError, StoreError
 from aggregator.metrics import Metrics
+from aggregator.processes import die_with_parent
 from aggregator.publish import (
     PublishInput,
     PublishReport,
@@ -35,8 +34,6 @@ from aggregator.records import SourceState
 from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
 from aggregator.store.base import Store
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 __all__ = [
     "DataDirLock",
@@ -135,21 +132,6 @@ def _render_and_write(
     report = publish(config.feeds_dir, data)
     remember_publish(config, token, report)
     return report
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this process when its parent dies (a no-op elsewhere).
-
-    A publisher orphaned by a ``kill -9`` of its daemon would otherwise go on writing feeds/
-    with a stale view, racing the restarted daemon's own publisher.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the parent died before the request was in place
-        os._exit(1)
 
 
 def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:

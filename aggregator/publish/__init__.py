@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from typing import Any
 from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
-from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
+from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache, prepare_fragment_cache
+from aggregator.processes import ForkedCall, fork_call
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
@@ -65,6 +67,7 @@ class PublishReport:
     # fragment cache, and made anew: after a change, only the changed items' are made.
     fragments_reused: int = 0
     fragments_rendered: int = 0
+    processes: int = 1  # processes that rendered (this one and forked helpers, each with some formats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,46 +437,55 @@ def _save_state(path: Path, feeds_dir: Path, scopes: dict[str, Any]) -> None:
         _files.write_if_changed(path, body, sync_directory=False)
 
 
-def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
-    """Render what changed and write it; remove per-source/per-tag files of vanished sources and tags.
+@dataclass(slots=True)
+class _Written:
+    """What one process's share of a publish did (sent back from a forked helper, so it pickles)."""
 
-    A scope (merged, one source, one tag) whose inputs digest the same as at the
-    previous publish, and whose files are untouched since, is neither rendered nor
-    read back: an unchanged cycle costs a digest per scope, not a render.
-    Raises ``PublishError`` when a file cannot be written (the first failure in
-    writing order); files already replaced stay replaced, the failing one keeps
-    its previous version.
+    written: list[str]
+    unchanged: int
+    touched: set[Path]  # directories that got a new file (fsynced once at the end)
+    reused: int
+    rendered: int
+    used: set[int] | None  # items whose fragments served (None: not tracked, or new ones not all saved)
+
+
+def _write_formats(
+    feeds_dir: Path,
+    cache_path: Path,
+    scopes: Sequence[_Scope],
+    formats: Sequence[int],
+    *,
+    pages: Callable[[], list[_Output]] | None,
+    prune: bool,
+    joined: Callable[[], list[_Written]],
+) -> _Written:
+    """Render files ``formats`` of ``scopes`` (and ``pages``) and write the changed ones.
+
+    Format by format over all scopes: an item's fragment of one format serves the merged,
+    per-source and per-tag files, and is dropped before the next format is rendered.
+    ``joined`` waits for the other processes of this publish (after this one's files are
+    written, before the fragment cache closes); ``prune`` deletes the fragments of items
+    that none of them used.
     """
-    scopes, render_pages, valid_until = _plan(data)
-    state_path = data.config.data_dir / _STATE_FILE
-    previous = _load_state(state_path, feeds_dir)
-    # Whatever happens below, the last publish's change token no longer describes feeds/.
-    with contextlib.suppress(OSError):
-        (data.config.data_dir / _TOKEN_FILE).unlink()
-    written: list[str] = []
-    unchanged = 0
-    touched: set[Path] = set()
+    result = _Written([], 0, set(), 0, 0, None)
     pending: list[tuple[str, int, Future[bool]]] = []
-    done_scopes: dict[str, Any] = {}
-    rendered: list[str] = []
-
     in_flight = 0  # bytes of the pending files
 
     def settle(keep: int) -> None:
-        nonlocal unchanged, in_flight
+        nonlocal in_flight
         while len(pending) > keep or (pending and in_flight > _IN_FLIGHT_BYTES):
             relative, size, future = pending.pop(0)
             in_flight -= size
             if future.result():
-                written.append(relative)
-                touched.add((feeds_dir / relative).parent)
+                result.written.append(relative)
+                result.touched.add((feeds_dir / relative).parent)
             else:
-                unchanged += 1
+                result.unchanged += 1
 
     with (
         render_memo(),
         dedupe_memo(),
-        fragment_cache(data.config.data_dir / CACHE_FILE) as fragments,
+        fragment_cache(cache_path) as fragments,
         ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
     ):
 
@@ -485,33 +497,115 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             in_flight += size
             settle(_IN_FLIGHT)
 
+        fragments.track_use(prune=prune)
         try:
-            to_render: list[_Scope] = []
-            for scope in scopes:
-                if _intact(feeds_dir, previous.get(scope.prefix), scope):
-                    unchanged += len(scope.paths)
-                    done_scopes[scope.prefix] = previous[scope.prefix]
-                    continue
-                to_render.append(scope)
-                rendered.append(scope.prefix)
-                done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
-            if len(to_render) == len(scopes):
-                fragments.delete_unused_at_close()  # everything published passes by: the rest is stale
-            # Format by format over all scopes: an item's fragment of one format serves the merged,
-            # per-source and per-tag files, and is dropped before the next format is rendered.
-            for index, kinds in enumerate(_FORMAT_MEMOS):
-                for scope in to_render:
+            for index in formats:
+                for scope in scopes:
                     submit(scope.render(index))
-                forget_memoized(kinds)
+                forget_memoized(_FORMAT_MEMOS[index])
                 fragments.drop(_FRAGMENT_KINDS[index])
-            for output in render_pages():
+            for output in pages() if pages is not None else ():
                 submit(output)
-            until = valid_until()
             settle(0)
         except BaseException:
             for _, _, future in pending:
                 future.cancel()
             raise
+        for other in joined():
+            fragments.add_used(other.used)
+            result.written += other.written
+            result.unchanged += other.unchanged
+            result.touched |= other.touched
+            result.reused += other.reused
+            result.rendered += other.rendered
+    result.reused += fragments.hits
+    result.rendered += fragments.misses
+    result.used = fragments.used_items()
+    return result
+
+
+def _format_groups(processes: int) -> list[tuple[int, ...]]:
+    """The formats each process renders: RSS (the first, which sanitises each item) alone when it can be."""
+    if processes >= _FORMATS:
+        return [(index,) for index in range(_FORMATS)]
+    if processes == 3:
+        return [(0,), (1, 2), (3,)]
+    if processes == 2:
+        return [(0, 1), (2, 3)]
+    return [tuple(range(_FORMATS))]
+
+
+def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
+    """Render what changed and write it; remove per-source/per-tag files of vanished sources and tags.
+
+    A scope (merged, one source, one tag) whose inputs digest the same as at the
+    previous publish, and whose files are untouched since, is neither rendered nor
+    read back: an unchanged cycle costs a digest per scope, not a render.
+    With ``publish_processes`` above 1 (and a single-threaded process), the formats
+    are shared out between this process and forked copies of it, one per core.
+    Raises ``PublishError`` when a file cannot be written (the first failure in
+    writing order); files already replaced stay replaced, the failing one keeps
+    its previous version.
+    """
+    scopes, render_pages, valid_until = _plan(data)
+    state_path = data.config.data_dir / _STATE_FILE
+    previous = _load_state(state_path, feeds_dir)
+    # Whatever happens below, the last publish's change token no longer describes feeds/.
+    with contextlib.suppress(OSError):
+        (data.config.data_dir / _TOKEN_FILE).unlink()
+    done_scopes: dict[str, Any] = {}
+    rendered: list[str] = []
+    to_render: list[_Scope] = []
+    unchanged = 0
+    for scope in scopes:
+        if _intact(feeds_dir, previous.get(scope.prefix), scope):
+            unchanged += len(scope.paths)
+            done_scopes[scope.prefix] = previous[scope.prefix]
+            continue
+        to_render.append(scope)
+        rendered.append(scope.prefix)
+        done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
+    cache_path = data.config.data_dir / CACHE_FILE
+    processes = min(data.config.defaults.publish_processes, os.cpu_count() or 1) if to_render else 1
+    mine, *theirs = _format_groups(processes)
+    if theirs:
+        prepare_fragment_cache(cache_path)
+    helpers: list[ForkedCall[_Written]] = []
+    for formats in theirs:
+        helper = fork_call(
+            partial(_write_formats, feeds_dir, cache_path, to_render, formats, pages=None, prune=False, joined=list),
+            f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
+        )
+        if helper is None:  # not safe to fork here: this process renders them too
+            mine += formats
+        else:
+            helpers.append(helper)
+
+    def joined() -> list[_Written]:
+        try:
+            return [helper.result() for helper in helpers]
+        except ChildProcessError as error:
+            raise PublishError(str(feeds_dir), f"{error}; old files kept") from None
+
+    try:
+        # Everything published passes by (over all processes): the fragments of the rest are stale.
+        outcome = _write_formats(
+            feeds_dir,
+            cache_path,
+            to_render,
+            mine,
+            pages=render_pages,
+            prune=len(to_render) == len(scopes),
+            joined=joined,
+        )
+    except BaseException:
+        for helper in helpers:
+            helper.cancel()
+        raise
+    until = valid_until()
+    written = outcome.written
+    unchanged += outcome.unchanged
+    touched = outcome.touched
     for directory in sorted(touched):
         _files.fsync_directory(directory)
     paths_of = {s.prefix: s.paths for s in scopes}
@@ -531,8 +625,9 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         removed=tuple(removed),
         valid_until=until,
         rendered=tuple(rendered),
-        fragments_reused=fragments.hits,
-        fragments_rendered=fragments.misses,
+        fragments_reused=outcome.reused,
+        fragments_rendered=outcome.rendered,
+        processes=1 + len(helpers),
     )
 
 

@@ -22,7 +22,14 @@ from aggregator.records import NewsRecord
 from aggregator.runtime import publish_from_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
-from .conftest import BASE, NOW, cluster_news
+from .conftest import ALPHA, BASE, BETA, GAMMA, NOW, cluster_news, make_config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """One publishing process: the counts below are one process's (two processes may both make a key)."""
+    single = make_config(tmp_path, ALPHA, BETA, GAMMA)
+    return dataclasses.replace(single, defaults=dataclasses.replace(single.defaults, publish_processes=1))
 
 
 def _files(feeds_dir: Path) -> dict[str, bytes]:

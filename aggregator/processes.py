@@ -1,0 +1,117 @@
+"""Child processes that must not outlive their parent, and work forked onto the second core.
+
+Publishing is CPU-bound Python: one process uses one core. ``fork_call`` runs a
+function in a forked copy of the process, which shares everything already read
+(the records) copy-on-write instead of reading and decoding it again, and sends
+the result back through a pipe. It forks only a single-threaded process: a fork
+copies locks that other threads might hold mid-flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["ForkedCall", "can_fork", "die_with_parent", "fork_call"]
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_T = TypeVar("_T")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent dies (a no-op elsewhere).
+
+    A publisher orphaned by a ``kill -9`` of its daemon would otherwise go on writing feeds/
+    with a stale view, racing the restarted daemon's own publisher.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request was in place
+        os._exit(1)
+
+
+class ForkedCall(Generic[_T]):
+    """A function running in a forked child; ``result()`` waits for it and returns or raises what it did."""
+
+    def __init__(self, pid: int, reader: int, what: str) -> None:
+        self._pid = pid
+        self._reader = reader
+        self._what = what
+
+    def result(self) -> _T:
+        chunks = []
+        try:
+            while chunk := os.read(self._reader, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self._reader)
+            _, status = os.waitpid(self._pid, 0)
+        if not chunks:
+            raise ChildProcessError(f"{self._what}: the process died ({_describe(status)})")
+        outcome, value = pickle.loads(b"".join(chunks))
+        if outcome == "raised":
+            raise value
+        result: _T = value
+        return result
+
+    def cancel(self) -> None:
+        """Stop the child (the parent failed and will not use its result)."""
+        with contextlib.suppress(OSError):
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(self._reader)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def can_fork() -> bool:
+    """True when this process may fork safely: POSIX, and no other thread that could hold a lock."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def fork_call(function: Callable[[], _T], what: str) -> ForkedCall[_T] | None:
+    """Start ``function()`` in a forked child, or return None when forking is not safe here (see ``can_fork``).
+
+    The child dies with this process, never runs this process's exit handlers, and
+    sends back either the return value or the exception (both must pickle).
+    """
+    if not can_fork():
+        return None
+    parent = os.getpid()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(writer)
+        return ForkedCall(pid, reader, what)
+    status = 1
+    try:
+        os.close(reader)
+        die_with_parent(parent)
+        try:
+            payload = pickle.dumps(("returned", function()))
+        except BaseException as error:  # everything goes back to the parent
+            try:
+                payload = pickle.dumps(("raised", error))
+            except Exception:  # an exception that does not pickle
+                payload = pickle.dumps(("raised", ChildProcessError(f"{what}: {type(error).__name__}: {error}")))
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(writer, view) :]
+        status = 0
+    finally:
+        os._exit(status)
