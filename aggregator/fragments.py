@@ -346,16 +346,26 @@ def _int64(text: str) -> int:
     )
 
 
-def _item_ids(item: StoredNews | StoredEvent) -> tuple[bytes, int, int]:
-    """(digest of the item as stored and shown, item id, version id)."""
+@cache
+def _namespace_hash() -> hashlib.blake2b:
+    """The hash state after the namespace: copied per item instead of hashing the namespace again."""
+    return hashlib.blake2b(_namespace(), digest_size=20)
+
+
+def _item_ids(item: StoredNews | StoredEvent) -> tuple[hashlib.blake2b, int, int]:
+    """(hash state of the item as stored and shown, item id, version id).
+
+    Stored times are instants in UTC: their timestamps name them exactly, at a fifth of
+    the cost of ``isoformat`` (this runs five times per item and publish).
+    """
     record = item.record
     sequence = item.sequence if isinstance(item, StoredEvent) else 0
     identity = f"{record.source}\x1f{record.kind.value}\x1f{record.key}"
-    version = f"{item.content_hash}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{sequence}"
+    version = f"{item.content_hash}\x1f{item.changed_at.timestamp()!r}\x1f{item.first_seen.timestamp()!r}\x1f{sequence}"
     also_from = "\x1f".join(record.also_from)
-    digest = hashlib.blake2b(_namespace(), digest_size=20)
+    digest = _namespace_hash().copy()
     digest.update(f"{identity}\x1e{version}\x1e{also_from}".encode("utf-8", "surrogatepass"))
-    return digest.digest(), _int64(identity), _int64(version)
+    return digest, _int64(identity), _int64(version)
 
 
 def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Callable[[], bytes]) -> bytes:
@@ -368,8 +378,9 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
     if store is None or not item.content_hash:
         return render()
     # Not memoized: the renderers call this once per item and kind (a memo held 80 MB on 260k items).
-    base, item_id, version = _item_ids(item)
-    key = hashlib.blake2b(base + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=20).digest()
+    digest, item_id, version = _item_ids(item)
+    digest.update(f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"))
+    key = digest.digest()
     store.use(item_id)
     body = store.get(kind, key)
     if body is None:

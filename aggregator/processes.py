@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["ForkedCall", "can_fork", "die_with_parent", "fork_call"]
+__all__ = ["ForkedCall", "can_fork", "die_with_parent", "fork_call", "room_for_copies"]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _T = TypeVar("_T")
@@ -77,6 +77,30 @@ def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _kib(path: str, field: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def room_for_copies(copies: int) -> bool:
+    """True when the machine has memory for ``copies`` more processes of this one's size, with as much to spare.
+
+    A forked copy shares pages only until it touches them, and rendering touches every
+    record: count on a full copy each. Unknown (not Linux): True.
+    """
+    resident = _kib("/proc/self/status", "VmRSS")
+    available = _kib("/proc/meminfo", "MemAvailable")
+    if resident is None or available is None:
+        return True
+    return available >= 2 * copies * resident
 
 
 def can_fork() -> bool:

@@ -110,6 +110,7 @@ class Driver:
         self.split["publish_s"] = round(time.perf_counter() - started, 3)
         self.split["fragments_reused"] = report.fragments_reused
         self.split["fragments_rendered"] = report.fragments_rendered
+        self.split["publish_processes"] = report.processes
         return len(report.written)
 
     def mutate(self, fraction: str) -> dict[str, Any]:

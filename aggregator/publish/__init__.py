@@ -9,10 +9,11 @@ Last-Modified stay as they were for subscribers' conditional requests.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache, prepare_fragment_cache
-from aggregator.processes import ForkedCall, fork_call
+from aggregator.processes import ForkedCall, fork_call, room_for_copies
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
@@ -535,6 +536,26 @@ def _format_groups(processes: int) -> list[tuple[int, ...]]:
     return [tuple(range(_FORMATS))]
 
 
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """No cyclic garbage collection during a publish; afterwards, none over the records read for it.
+
+    A publish makes few reference cycles, but millions of objects: full collections (about
+    20 in a medium publish) walked the records and memos again each time, 10-15 % of a
+    publish's time. Frozen, the records are also left alone by a forked helper's collector,
+    so their pages stay shared instead of being copied.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
 def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     """Render what changed and write it; remove per-source/per-tag files of vanished sources and tags.
 
@@ -547,6 +568,11 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     writing order); files already replaced stay replaced, the failing one keeps
     its previous version.
     """
+    with _collector_off():
+        return _publish(feeds_dir, data)
+
+
+def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     scopes, render_pages, valid_until = _plan(data)
     state_path = data.config.data_dir / _STATE_FILE
     previous = _load_state(state_path, feeds_dir)
@@ -567,6 +593,8 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
     cache_path = data.config.data_dir / CACHE_FILE
     processes = min(data.config.defaults.publish_processes, os.cpu_count() or 1) if to_render else 1
+    while processes > 1 and not room_for_copies(processes - 1):
+        processes -= 1
     mine, *theirs = _format_groups(processes)
     if theirs:
         prepare_fragment_cache(cache_path)

@@ -12,6 +12,7 @@ sort on, so adding a record field needs no migration.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import threading
@@ -251,6 +252,22 @@ def _state_values(state: SourceState) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while records are built: none of them is garbage.
+
+    Reading 50,000 records set off about 20 full collections, each walking every record
+    built so far again (2-3 s of a medium publish); the collector resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class SqlStore:
     """``Store`` over a SQLAlchemy engine; thread-safe (one pooled connection per call)."""
 
@@ -441,7 +458,7 @@ class SqlStore:
     def _read(self, action: str, query: Any, build: Callable[[Any], _Row]) -> list[_Row]:
         """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""
         result = []
-        with self._transaction(action, write=False) as conn:
+        with self._transaction(action, write=False) as conn, _collector_paused():
             for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
                 result.append(build(row))
         self.records_read += len(result)

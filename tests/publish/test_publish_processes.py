@@ -20,6 +20,7 @@ import pytest
 from aggregator.config import Config
 from aggregator.errors import PublishError
 from aggregator.fragments import CACHE_FILE
+from aggregator.processes import room_for_copies
 from aggregator.publish import PublishReport
 from aggregator.runtime import publish_from_store
 from aggregator.store.sqlalchemy_store import SqlStore
@@ -148,3 +149,9 @@ def test_fork_call_returns_raises_reports_death_and_never_forks_a_threaded_proce
         "died: publishing .json, .ics files: the process died (killed by signal 9)",
         "with another thread running: None",
     ]
+
+
+def test_a_helper_is_forked_only_when_the_machine_has_room_for_a_copy_of_the_publisher() -> None:
+    assert room_for_copies(0)
+    # A billion copies of this process fit on no machine: publishing stays in one process.
+    assert not room_for_copies(10**9)
