@@ -38,7 +38,6 @@ __all__ = [
     "forget_fragments",
     "fragment",
     "fragment_cache",
-    "prepare_fragment_cache",
 ]
 
 CACHE_FILE = "render-cache.sqlite3"
@@ -321,11 +320,6 @@ class FragmentCache:
 
 
 _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_cache", default=None)
-
-
-def prepare_fragment_cache(path: Path) -> None:
-    """Open and close the cache once: made, repaired or emptied for this renderer before processes share it."""
-    FragmentCache(path).close()
 
 
 @contextmanager

@@ -47,8 +47,20 @@ class ForkedCall(Generic[_T]):
         self._pid = pid
         self._reader = reader
         self._what = what
+        self._outcome: tuple[str, object] | None = None  # once collected: ("returned" | "raised", value)
 
     def result(self) -> _T:
+        """Wait for the child (once: later calls give the same answer)."""
+        if self._outcome is None:
+            self._outcome = self._collect()
+        kind, value = self._outcome
+        if kind == "raised":
+            assert isinstance(value, BaseException)
+            raise value
+        result: _T = value  # type: ignore[assignment]  # what the function returned, unpickled
+        return result
+
+    def _collect(self) -> tuple[str, object]:
         chunks = []
         try:
             while chunk := os.read(self._reader, 1 << 20):
@@ -57,20 +69,17 @@ class ForkedCall(Generic[_T]):
             os.close(self._reader)
             _, status = os.waitpid(self._pid, 0)
         if not chunks:
-            raise ChildProcessError(f"{self._what}: the process died ({_describe(status)})")
-        outcome, value = pickle.loads(b"".join(chunks))
-        if outcome == "raised":
-            raise value
-        result: _T = value
-        return result
+            return "raised", ChildProcessError(f"{self._what}: the process died ({_describe(status)})")
+        kind, value = pickle.loads(b"".join(chunks))
+        return str(kind), value
 
     def cancel(self) -> None:
-        """Stop the child (the parent failed and will not use its result)."""
+        """Stop the child now (the parent was interrupted and will not use its result)."""
+        if self._outcome is not None:
+            return
         with contextlib.suppress(OSError):
             os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-        with contextlib.suppress(OSError):
-            os.close(self._reader)
+        self._outcome = self._collect()
 
 
 def _describe(status: int) -> str:

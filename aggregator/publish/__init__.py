@@ -24,7 +24,7 @@ from typing import Any
 from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
-from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache, prepare_fragment_cache
+from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
 from aggregator.processes import ForkedCall, fork_call, room_for_copies
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
@@ -179,6 +179,7 @@ class _Scope:
     paths: tuple[str, ...]
     digest: str
     render: Callable[[int], _Output]
+    prepare: Callable[[], object]  # makes (and keeps) the scope's news list: merged, sorted, capped
 
     def render_all(self) -> list[_Output]:
         return [self.render(index) for index in range(_FORMATS)]
@@ -278,7 +279,8 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
 
         calendar = "events.ics" if prefix == "news" else prefix + ".ics"
         paths = (prefix + ".xml", prefix + ".atom", prefix + ".json", calendar)
-        return _Scope(prefix, paths, _scope_digest(common_digest, settings, [pieces[s.name] for s in members]), render)
+        digest = _scope_digest(common_digest, settings, [pieces[s.name] for s in members])
+        return _Scope(prefix, paths, digest, render, scope_news)
 
     def all_news() -> list[StoredNews]:
         return [i for s in sources for i in news_by_source[s.name]]
@@ -597,7 +599,12 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         processes -= 1
     mine, *theirs = _format_groups(processes)
     if theirs:
-        prepare_fragment_cache(cache_path)
+        # Work every process would repeat is done once, before forking: each scope's news merged
+        # across sources and sorted (the forks share the lists). This also makes the fragment
+        # cache ready (opened, emptied for a new renderer) before two processes use it.
+        with render_memo(), dedupe_memo(), fragment_cache(cache_path):
+            for scope in to_render:
+                scope.prepare()
     helpers: list[ForkedCall[_Written]] = []
     for formats in theirs:
         helper = fork_call(
@@ -626,8 +633,15 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             prune=len(to_render) == len(scopes),
             joined=joined,
         )
-    except BaseException:
+    except Exception:
+        # The helpers finish their files (each complete, or kept as it was) and clean up their
+        # temporaries; this failure is the one reported.
         for helper in helpers:
+            with contextlib.suppress(Exception):
+                helper.result()
+        raise
+    except BaseException:
+        for helper in helpers:  # interrupted: stop them now (a temporary left behind goes within the hour)
             helper.cancel()
         raise
     until = valid_until()

@@ -79,8 +79,9 @@ def test_two_processes_write_the_same_bytes_and_fragments_as_one(
             "vevent": 9,
         }
     )
-    # Both processes de-duplicate (the feeds of one, the calendars of the other): each reads the 13 keys.
-    assert (warm.fragments_rendered, warm.fragments_reused) == (0, single.fragments_rendered + 13)
+    # News are merged once, before forking; the 9 events' keys are read by both processes (index.html
+    # in one, the calendars in the other).
+    assert (warm.fragments_rendered, warm.fragments_reused) == (0, single.fragments_rendered + 9)
 
 
 def test_a_file_the_helper_process_cannot_write_fails_the_publish_with_its_path(
@@ -102,6 +103,21 @@ def test_a_file_the_helper_process_cannot_write_fails_the_publish_with_its_path(
     )
     assert (blocked / "in-the-way").is_dir()
     assert not (two.data_dir / "publish-token.json").exists()
+
+
+def test_when_the_publisher_fails_its_helper_still_finishes_its_files_and_leaves_no_temporary(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    two = _with(config, processes=2, data_dir=config.data_dir, feeds_dir=tmp_path / "feeds")
+    blocked = two.feeds_dir / "sources" / "alpha.xml"  # written by the publisher itself (RSS and Atom)
+    (blocked / "in-the-way").mkdir(parents=True)
+
+    with pytest.raises(PublishError) as raised:
+        publish_from_store(two, store, now=NOW, base_url=BASE, isolated=True)
+
+    assert str(raised.value) == f"{blocked}: cannot write: Is a directory"
+    assert json.loads((two.feeds_dir / "sources" / "alpha.json").read_bytes())["title"] == "Cluster feeds: alpha"
+    assert [p.name for p in two.feeds_dir.rglob(".*")] == []
 
 
 FORKING = """
