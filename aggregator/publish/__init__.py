@@ -103,7 +103,7 @@ def _site(source: SourceConfig) -> str | None:
 
 _FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
 # What each format leaves in the render memo that no later format needs (dropped after it).
-_FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom",), ("json", "news"), ("vevent:",))
+_FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent:",))
 _FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
 
 
@@ -450,6 +450,7 @@ class _Written:
     reused: int
     rendered: int
     used: set[int] | None  # items whose fragments served (None: not tracked, or new ones not all saved)
+    valid_until: datetime | None = None  # from the process that rendered the pages
 
 
 def _write_formats(
@@ -458,11 +459,11 @@ def _write_formats(
     scopes: Sequence[_Scope],
     formats: Sequence[int],
     *,
-    pages: Callable[[], list[_Output]] | None,
+    pages: tuple[Callable[[], list[_Output]], Callable[[], datetime]] | None,
     prune: bool,
     joined: Callable[[], list[_Written]],
 ) -> _Written:
-    """Render files ``formats`` of ``scopes`` (and ``pages``) and write the changed ones.
+    """Render files ``formats`` of ``scopes`` (and ``pages``: index.html, OPML, and until when all stay right).
 
     Format by format over all scopes: an item's fragment of one format serves the merged,
     per-source and per-tag files, and is dropped before the next format is rendered.
@@ -507,8 +508,11 @@ def _write_formats(
                     submit(scope.render(index))
                 forget_memoized(_FORMAT_MEMOS[index])
                 fragments.drop(_FRAGMENT_KINDS[index])
-            for output in pages() if pages is not None else ():
-                submit(output)
+            if pages is not None:
+                render_pages, valid_until = pages
+                for output in render_pages():
+                    submit(output)
+                result.valid_until = valid_until()
             settle(0)
         except BaseException:
             for _, _, future in pending:
@@ -521,6 +525,7 @@ def _write_formats(
             result.touched |= other.touched
             result.reused += other.reused
             result.rendered += other.rendered
+            result.valid_until = result.valid_until or other.valid_until
     result.reused += fragments.hits
     result.rendered += fragments.misses
     result.used = fragments.used_items()
@@ -606,13 +611,18 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             for scope in to_render:
                 scope.prepare()
     helpers: list[ForkedCall[_Written]] = []
-    for formats in theirs:
+    # The pages go to the last process: RSS (in this one) is the heaviest format.
+    pages = (render_pages, valid_until)
+    pages_here: tuple[Callable[[], list[_Output]], Callable[[], datetime]] | None = None if theirs else pages
+    for number, formats in enumerate(theirs, start=1):
+        extra = pages if number == len(theirs) else None
         helper = fork_call(
-            partial(_write_formats, feeds_dir, cache_path, to_render, formats, pages=None, prune=False, joined=list),
+            partial(_write_formats, feeds_dir, cache_path, to_render, formats, pages=extra, prune=False, joined=list),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
         )
         if helper is None:  # not safe to fork here: this process renders them too
             mine += formats
+            pages_here = pages_here or extra
         else:
             helpers.append(helper)
 
@@ -629,7 +639,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             cache_path,
             to_render,
             mine,
-            pages=render_pages,
+            pages=pages_here,
             prune=len(to_render) == len(scopes),
             joined=joined,
         )
@@ -644,7 +654,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         for helper in helpers:  # interrupted: stop them now (a temporary left behind goes within the hour)
             helper.cancel()
         raise
-    until = valid_until()
+    until = outcome.valid_until
     written = outcome.written
     unchanged += outcome.unchanged
     touched = outcome.touched

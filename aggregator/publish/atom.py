@@ -80,7 +80,7 @@ def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
 
 def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
     """``render_atom`` as the pieces it joins."""
-    updated = feed_updated(list(items))
+    updated = feed_updated(items)
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n<id>',
         text(meta.feed_id),

@@ -88,7 +88,7 @@ def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, s
 
 def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> list[bytes]:
     """``render_rss`` as the pieces it joins: written one after the other, never copied into one object."""
-    updated = feed_updated(list(items))
+    updated = feed_updated(items)
     head = [
         _HEAD,
         "<title>",
