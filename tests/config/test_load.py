@@ -45,6 +45,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
         dormant_after=timedelta(days=30),
         title="Cluster news, Central Europe",
         database_url="postgresql://feeds@db.internal/clusterfeeds",
+        publish_processes=1,
     )
     assert config.server == ServerSettings(host="0.0.0.0", port=8081, base_url="https://feeds.example.org/clusters/")
     assert config.sources == (
@@ -94,7 +95,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
             line=50,
         ),
     )
-    assert [source.line for source in config.sources] == [28, 41, 50]
+    assert [source.line for source in config.sources] == [29, 42, 51]
     assert config.source("clusterland-calendar") is config.sources[1]
     assert config.source("no-such-cluster") is None
 

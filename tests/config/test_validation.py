@@ -446,6 +446,11 @@ def test_selector_problems(problems: Problems, text: str, expected: list[str]) -
             id="defaults-ranges",
         ),
         pytest.param(
+            "[defaults]\npublish_processes = 5\n",
+            ["sources.toml:2: defaults.publish_processes: must be between 1 and 4, got 5"],
+            id="publish-processes-range",
+        ),
+        pytest.param(
             ECCP + "detail_pages = -3\n",
             ["sources.toml:4: source 'eccp-news': detail_pages: must be at least 0, got -3"],
             id="detail-pages-negative",
