@@ -31,14 +31,7 @@ from pathlib import Path
 
 from aggregator.store.base import StoredEvent, StoredNews
 
-__all__ = [
-    "CACHE_FILE",
-    "FragmentCache",
-    "code_digest",
-    "forget_fragments",
-    "fragment",
-    "fragment_cache",
-]
+__all__ = ["CACHE_FILE", "FragmentCache", "code_digest", "forget_fragments", "fragment", "fragment_cache"]
 
 CACHE_FILE = "render-cache.sqlite3"
 _GENERATOR = "clusterfeeds 0.1"

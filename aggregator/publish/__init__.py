@@ -9,11 +9,10 @@ Last-Modified stay as they were for subscribers' conditional requests.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
-from aggregator.processes import ForkedCall, fork_call, room_for_copies
+from aggregator.processes import ForkedCall, collector_paused, fork_call, room_for_copies
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
@@ -543,26 +542,6 @@ def _format_groups(processes: int) -> list[tuple[int, ...]]:
     return [tuple(range(_FORMATS))]
 
 
-@contextlib.contextmanager
-def _collector_off() -> Iterator[None]:
-    """No cyclic garbage collection during a publish; afterwards, none over the records read for it.
-
-    A publish makes few reference cycles, but millions of objects: full collections (about
-    20 in a medium publish) walked the records and memos again each time, 10-15 % of a
-    publish's time. Frozen, the records are also left alone by a forked helper's collector,
-    so their pages stay shared instead of being copied.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
-
-
 def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     """Render what changed and write it; remove per-source/per-tag files of vanished sources and tags.
 
@@ -575,7 +554,7 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     writing order); files already replaced stay replaced, the failing one keeps
     its previous version.
     """
-    with _collector_off():
+    with collector_paused(freeze=True):  # the records read for it live until it ends
         return _publish(feeds_dir, data)
 
 

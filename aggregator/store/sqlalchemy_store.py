@@ -12,7 +12,6 @@ sort on, so adding a record field needs no migration.
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import threading
@@ -42,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from aggregator.errors import StoreError
+from aggregator.processes import collector_paused
 from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
 from aggregator.store import codec
 from aggregator.store.base import Store, StoredEvent, StoredNews, UpsertSummary
@@ -252,22 +252,6 @@ def _state_values(state: SourceState) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while records are built: none of them is garbage.
-
-    Reading 50,000 records set off about 20 full collections, each walking every record
-    built so far again (2-3 s of a medium publish); the collector resumes afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class SqlStore:
     """``Store`` over a SQLAlchemy engine; thread-safe (one pooled connection per call)."""
 
@@ -458,7 +442,7 @@ class SqlStore:
     def _read(self, action: str, query: Any, build: Callable[[Any], _Row]) -> list[_Row]:
         """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""
         result = []
-        with self._transaction(action, write=False) as conn, _collector_paused():
+        with self._transaction(action, write=False) as conn, collector_paused():
             for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
                 result.append(build(row))
         self.records_read += len(result)
