@@ -19,10 +19,14 @@ T = TypeVar("T")
 
 
 class IdentityMemo:
-    """``get(kind, owner, compute)`` computes once per owner object and kind inside ``scope()``."""
+    """``get(kind, owner, compute)`` computes once per owner object and kind inside ``scope()``.
+
+    One dictionary per kind, keyed by ``id(owner)``: no key tuple is built per lookup, which
+    on 200,000 items and five kinds is both the memo's time and tens of megabytes.
+    """
 
     def __init__(self, name: str) -> None:
-        self._memo: ContextVar[dict[tuple[str, int], tuple[Any, Any]] | None] = ContextVar(name, default=None)
+        self._memo: ContextVar[dict[str, dict[int, tuple[Any, Any]]] | None] = ContextVar(name, default=None)
 
     @contextmanager
     def scope(self) -> Iterator[None]:
@@ -38,19 +42,21 @@ class IdentityMemo:
         memo = self._memo.get()
         if memo is None:
             return compute()
-        key = (kind, id(owner))
-        entry = memo.get(key)
+        values = memo.get(kind)
+        if values is None:
+            values = memo[kind] = {}
+        entry = values.get(id(owner))
         if entry is not None and entry[0] is owner:
             value: T = entry[1]
             return value
         value = compute()
-        memo[key] = (owner, value)
+        values[id(owner)] = (owner, value)
         return value
 
     def forget(self, kinds: tuple[str, ...]) -> None:
-        """Drop the values whose kind starts with one of ``kinds`` (e.g. a format done)."""
+        """Drop the values of every kind that starts with one of ``kinds`` (e.g. a format done)."""
         memo = self._memo.get()
         if memo is None:
             return
-        for key in [key for key in memo if key[0].startswith(kinds)]:
-            del memo[key]
+        for kind in [kind for kind in memo if kind.startswith(kinds)]:
+            del memo[kind]

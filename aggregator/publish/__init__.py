@@ -102,7 +102,7 @@ def _site(source: SourceConfig) -> str | None:
 
 _FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
 # What each format leaves in the render memo that no later format needs (dropped after it).
-_FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent:",))
+_FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent",))
 _FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
 
 

@@ -167,7 +167,10 @@ def _years(record: EventRecord) -> tuple[int, ...]:
 
 def _event(item: StoredEvent, uid: str) -> _Rendered:
     """One VEVENT, rendered once per publish for the merged, per-source and per-tag calendars."""
-    rendered: _Rendered = memoized("vevent:" + uid, item, lambda: _stored_event(item, uid))
+    by_uid: dict[str, _Rendered] = memoized("vevent", item, dict)
+    rendered = by_uid.get(uid)
+    if rendered is None:
+        rendered = by_uid[uid] = _stored_event(item, uid)
     return rendered
 
 
