@@ -86,12 +86,12 @@ class FragmentCache:
     random key at a time; ``drop`` frees it once the kind's files are rendered.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, usable: bool = True) -> None:
+        """``usable=False``: an earlier step of the same publish found the file unusable (and said so)."""
         self.path = path
         self.hits = 0
         self.misses = 0
         self._loaded: dict[str, dict[bytes, bytes]] = {}
-        self._served: set[bytes] = set()  # keys served from a dictionary since it was read
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._connection: sqlite3.Connection | None = None
         self._used: set[int] | None = None  # items served or made (when tracked: ``track_use``)
@@ -100,10 +100,17 @@ class FragmentCache:
         self._writes: list[Future[None]] = []
         self._write_connection: sqlite3.Connection | None = None
         self._write_failed = False
+        if not usable:
+            return
         try:
             self._connection = self._open()
         except (sqlite3.Error, OSError) as error:
             self._off(error)
+
+    @property
+    def usable(self) -> bool:
+        """Open and not switched off (until ``close``)."""
+        return self._connection is not None
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -180,11 +187,9 @@ class FragmentCache:
     def get(self, kind: str, key: bytes) -> bytes | None:
         loaded = self._kind(kind)
         # Popped: the caller keeps what it needs (a fragment in the render memo, keys decoded),
-        # so the bytes are not held twice; ``_served`` remembers that the key is stored.
+        # so the bytes are not held twice.
         body = None if loaded is None else loaded.pop(key, None)
-        if body is not None:
-            self._served.add(key)
-        elif key in self._pending:  # made earlier in this publish (another copy of the item)
+        if body is None and key in self._pending:  # made earlier in this publish (another copy of the item)
             body = self._pending[key][4]
         if body is None:
             self.misses += 1
@@ -197,7 +202,9 @@ class FragmentCache:
             self._used.add(item)
 
     def put(self, kind: str, key: bytes, item: int, version: int, body: bytes) -> None:
-        if self._connection is not None and key not in self._served:
+        # A key served from the file is not put again (its caller memoizes the bytes); were it, the
+        # insert would be ignored: each key is stored once.
+        if self._connection is not None:
             self._pending[key] = (kind, item, version, key, body)
 
     def track_use(self, *, prune: bool) -> None:
@@ -227,7 +234,6 @@ class FragmentCache:
         self.flush()
         for kind in (*kinds, "keys"):  # keys are read again when needed: de-duplication keeps its own
             self._loaded.pop(kind, None)
-        self._served.clear()
 
     def flush(self) -> None:
         """Hand the new fragments to the writer thread (SQLite works without the GIL: rendering goes on)."""
@@ -316,9 +322,9 @@ _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_ca
 
 
 @contextmanager
-def fragment_cache(path: Path) -> Iterator[FragmentCache]:
+def fragment_cache(path: Path, *, usable: bool = True) -> Iterator[FragmentCache]:
     """Within the block, ``fragment`` reads and fills the cache at ``path``; new fragments are saved at the end."""
-    store = FragmentCache(path)
+    store = FragmentCache(path, usable=usable)
     token = _ACTIVE.set(store)
     try:
         yield store

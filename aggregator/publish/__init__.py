@@ -292,13 +292,20 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
             merged_events.append(merge_events([e for s in sources for e in events_by_source[s.name]]))
         return merged_events[0]
 
+    latest: list[list[StoredNews]] = []  # the merged feed's newest few, for index.html
+
+    def merged_news() -> list[StoredNews]:
+        items = _merged_newest(all_news(), cap)
+        latest[:] = [items[:_LATEST_NEWS]]
+        return items
+
     scopes = [
         scope(
             "news",
             sources,
             f"News and events of {len(sources)} European cluster networks, merged",
             title,
-            lambda: _merged_newest(all_news(), cap),
+            merged_news,
             all_events,
         )
     ]
@@ -352,8 +359,9 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                     render_index(
                         title=title,
                         base_url=data.base_url,
-                        # The page lists the newest few: de-duplicate the newest window only (as the feeds do).
-                        news=_merged_newest(all_news(), min(cap, _LATEST_NEWS)),
+                        # The top of the merged feed; when that is not made this time, the newest window
+                        # de-duplicated alone (de-duplicating 100,000 items for a few is wasted work).
+                        news=latest[0] if latest else _merged_newest(all_news(), min(cap, _LATEST_NEWS)),
                         events=all_events(),
                         sources=index_sources,
                         tags=index_tags,
@@ -455,6 +463,7 @@ class _Written:
 def _write_formats(
     feeds_dir: Path,
     cache_path: Path,
+    cache_usable: bool,
     scopes: Sequence[_Scope],
     formats: Sequence[int],
     *,
@@ -488,7 +497,7 @@ def _write_formats(
     with (
         render_memo(),
         dedupe_memo(),
-        fragment_cache(cache_path) as fragments,
+        fragment_cache(cache_path, usable=cache_usable) as fragments,
         ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
     ):
 
@@ -582,13 +591,19 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     while processes > 1 and not room_for_copies(processes - 1):
         processes -= 1
     mine, *theirs = _format_groups(processes)
-    if theirs:
-        # Work every process would repeat is done once, before forking: each scope's news merged
-        # across sources and sorted (the forks share the lists). This also makes the fragment
-        # cache ready (opened, emptied for a new renderer) before two processes use it.
-        with render_memo(), dedupe_memo(), fragment_cache(cache_path):
+    if to_render:
+        # Each scope's news merged across sources and sorted, before any file is rendered: forked
+        # helpers share the lists instead of merging again, and the merge's keys and sort keys are
+        # freed before the fragments of a format fill memory (a large publish peaks there). This
+        # also makes the fragment cache ready (opened, emptied for a new renderer) before two
+        # processes use it.
+        with render_memo(), dedupe_memo(), fragment_cache(cache_path) as prepared:
             for scope in to_render:
                 scope.prepare()
+            cache_usable = prepared.usable  # else each process would warn again
+        merge_counts = (prepared.hits, prepared.misses)
+    else:
+        cache_usable, merge_counts = True, (0, 0)
     helpers: list[ForkedCall[_Written]] = []
     # The pages go to the last process: RSS (in this one) is the heaviest format.
     pages = (render_pages, valid_until)
@@ -596,7 +611,17 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     for number, formats in enumerate(theirs, start=1):
         extra = pages if number == len(theirs) else None
         helper = fork_call(
-            partial(_write_formats, feeds_dir, cache_path, to_render, formats, pages=extra, prune=False, joined=list),
+            partial(
+                _write_formats,
+                feeds_dir,
+                cache_path,
+                cache_usable,
+                to_render,
+                formats,
+                pages=extra,
+                prune=False,
+                joined=list,
+            ),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
         )
         if helper is None:  # not safe to fork here: this process renders them too
@@ -616,6 +641,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         outcome = _write_formats(
             feeds_dir,
             cache_path,
+            cache_usable,
             to_render,
             mine,
             pages=pages_here,
@@ -656,8 +682,8 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         removed=tuple(removed),
         valid_until=until,
         rendered=tuple(rendered),
-        fragments_reused=outcome.reused,
-        fragments_rendered=outcome.rendered,
+        fragments_reused=outcome.reused + merge_counts[0],
+        fragments_rendered=outcome.rendered + merge_counts[1],
         processes=1 + len(helpers),
     )
 
