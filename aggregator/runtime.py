@@ -7,10 +7,12 @@ the database, take the data-directory lock and publish in exactly one way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -121,6 +123,7 @@ def _render_and_write(
     config: Config, store: Store, token: str, now: datetime, base_url: str, states: Sequence[SourceState]
 ) -> PublishReport:
     since = now - timedelta(days=config.defaults.past_days)
+    started = time.perf_counter()
     data = PublishInput(
         config=config,
         news=store.news(),
@@ -129,7 +132,8 @@ def _render_and_write(
         now=now,
         base_url=base_url,
     )
-    report = publish(config.feeds_dir, data)
+    read_seconds = time.perf_counter() - started
+    report = dataclasses.replace(publish(config.feeds_dir, data), read_seconds=read_seconds)
     remember_publish(config, token, report)
     return report
 

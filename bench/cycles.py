@@ -111,6 +111,9 @@ class Driver:
         self.split["fragments_reused"] = report.fragments_reused
         self.split["fragments_rendered"] = report.fragments_rendered
         self.split["publish_processes"] = report.processes
+        self.split["publish_read_s"] = round(report.read_seconds, 3)
+        self.split["publish_merge_s"] = round(report.merge_seconds, 3)
+        self.split["publish_render_s"] = round(report.render_seconds, 3)
         return len(report.written)
 
     def mutate(self, fraction: str) -> dict[str, Any]:

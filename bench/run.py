@@ -363,6 +363,9 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                     write_floor / write_floor_mb if write_floor_mb else None,
                 ),
                 "publish_processes": steps["publish-forced"].get("publish_processes"),
+                "publish_forced_read_s": steps["publish-forced"].get("publish_read_s"),
+                "publish_forced_merge_s": steps["publish-forced"].get("publish_merge_s"),
+                "publish_forced_render_s": steps["publish-forced"].get("publish_render_s"),
                 # feeds/ and the fragment cache deleted: every item rendered again (after an upgrade)
                 "publish_cold_s": steps["publish-cold"]["seconds"],
                 "publish_cold_vs_write_floor": ratio(steps["publish-cold"]["seconds"], write_floor),
@@ -370,6 +373,10 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "full_cycle_publish_s": full.get("publish_s"),
                 "changed_10pct_run_s": changed.get("run_s"),
                 "changed_10pct_publish_s": changed.get("publish_s"),
+                # the changed publish's parts: records read and decoded, scopes merged, files rendered and written
+                "changed_10pct_publish_read_s": changed.get("publish_read_s"),
+                "changed_10pct_publish_merge_s": changed.get("publish_merge_s"),
+                "changed_10pct_publish_render_s": changed.get("publish_render_s"),
                 "changed_10pct_fragments_rendered": changed.get("fragments_rendered"),
                 "changed_10pct_fragments_reused": changed.get("fragments_reused"),
                 "cli_startup_s": round(startup.seconds, 3),

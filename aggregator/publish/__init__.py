@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ class PublishReport:
     fragments_reused: int = 0
     fragments_rendered: int = 0
     processes: int = 1  # processes that rendered (this one and forked helpers, each with some formats)
+    # Where the time went (wall seconds): reading and decoding the records (``publish_from_store``),
+    # merging each scope's news across sources, rendering and writing the files (all processes).
+    read_seconds: float = 0.0
+    merge_seconds: float = 0.0
+    render_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,6 +597,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     while processes > 1 and not room_for_copies(processes - 1):
         processes -= 1
     mine, *theirs = _format_groups(processes)
+    merge_started = time.perf_counter()
     if to_render:
         # Each scope's news merged across sources and sorted, before any file is rendered: forked
         # helpers share the lists instead of merging again, and the merge's keys and sort keys are
@@ -604,6 +611,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         merge_counts = (prepared.hits, prepared.misses)
     else:
         cache_usable, merge_counts = True, (0, 0)
+    render_started = time.perf_counter()
     helpers: list[ForkedCall[_Written]] = []
     # The pages go to the last process: RSS (in this one) is the heaviest format.
     pages = (render_pages, valid_until)
@@ -659,6 +667,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         for helper in helpers:  # interrupted: stop them now (a temporary left behind goes within the hour)
             helper.cancel()
         raise
+    render_seconds = time.perf_counter() - render_started
     until = outcome.valid_until
     written = outcome.written
     unchanged += outcome.unchanged
@@ -685,6 +694,8 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         fragments_reused=outcome.reused + merge_counts[0],
         fragments_rendered=outcome.rendered + merge_counts[1],
         processes=1 + len(helpers),
+        merge_seconds=render_started - merge_started,
+        render_seconds=render_seconds,
     )
 
 

@@ -33,6 +33,9 @@ def test_unchanged_store_publishes_nothing_and_reads_no_record(config: Config, s
     assert (second.skipped, second.written, second.unchanged, second.rendered) == (True, (), 30, ())
     assert store.records_read == reads
     assert _mtimes(config.feeds_dir) == before
+    # Where the time went is reported for a publish that did the work, and is nothing for a skipped one.
+    assert min(first.read_seconds, first.merge_seconds, first.render_seconds) > 0
+    assert (second.read_seconds, second.merge_seconds, second.render_seconds) == (0.0, 0.0, 0.0)
 
 
 def test_poll_times_moving_on_a_304_do_not_count_as_a_change(config: Config, store: SqlStore) -> None:

@@ -75,15 +75,18 @@ def test_repeated_names_are_held_once_across_records() -> None:
     """Two records decoded apart share their source, tag, author and zone strings (memory on 200,000 records)."""
     fixture = _fixture()
     first, second = (codec.decode("news", json.dumps(fixture["news"][0])) for _ in range(2))
-    assert isinstance(first, NewsRecord) and isinstance(second, NewsRecord)
+    assert isinstance(first, NewsRecord)
+    assert isinstance(second, NewsRecord)
 
     assert first.source is second.source
     assert first.tags[1] is second.tags[1] == "Standort"
     assert first.authors[0] is second.authors[0] == "Silicon Saxony Redaktion"
-    assert first.title == second.title and first.title is not second.title  # text of one item is not interned
+    assert first.title == second.title
+    assert first.title is not second.title  # the text of one item is not interned
     events = [codec.decode("event", json.dumps(payload)) for payload in fixture["events"] * 2]
     zoned = [e for e in events if isinstance(e, EventRecord) and e.timezone]
-    assert len(zoned) >= 2 and zoned[0].timezone is zoned[len(zoned) // 2].timezone
+    assert [e.timezone for e in zoned] == ["Europe/Vienna", "Europe/Vienna", "Europe/Berlin"] * 2
+    assert zoned[0].timezone is zoned[3].timezone
 
 
 def test_old_payload_without_optional_fields_gets_their_defaults() -> None:
