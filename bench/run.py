@@ -62,6 +62,8 @@ class WorkloadResult:
     name: str
     figures: dict[str, Any] = field(default_factory=dict)
     floors: dict[str, Any] = field(default_factory=dict)
+    # Per-cycle values, in latest.json only: whether memory levels off or keeps rising.
+    series: dict[str, list[float]] = field(default_factory=dict)
 
 
 def child_env() -> dict[str, str]:
@@ -413,6 +415,8 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
         )
         if memory:
             fig.update(memory_figures(memory))
+            result.series["daemon_rss_mb_by_cycle"] = [line["rss_mb"] for line in memory]
+            result.series["cycle_s_by_cycle"] = [line["seconds"] for line in memory]
     finally:
         server.stop()
     return result
@@ -476,7 +480,9 @@ def main() -> int:
         results.append(run_workload(name, args.seed, repeat, cycles))
     print_table(results)
     out = REPO / "bench" / "results" / "latest.json"
-    out.write_text(json.dumps({r.name: {**r.figures, "floors": r.floors} for r in results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps({r.name: {**r.figures, "floors": r.floors, "series": r.series} for r in results}, indent=2) + "\n"
+    )
     log(f"wrote {out}")
     return 0
 
