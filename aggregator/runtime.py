@@ -14,16 +14,16 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 from aggregator.config import Config
 from aggregator.errors import PublishError, StoreError
 from aggregator.metrics import Metrics
-from aggregator.processes import die_with_parent
+from aggregator.processes import collector_paused, die_with_parent
 from aggregator.publish import (
     PublishInput,
     PublishReport,
@@ -35,10 +35,11 @@ from aggregator.publish import (
 from aggregator.records import SourceState
 from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
-from aggregator.store.base import Store
+from aggregator.store.base import Store, StoredEvent, StoredNews
 
 __all__ = [
     "DataDirLock",
+    "PublishStandby",
     "base_url_of",
     "cache_max_age",
     "die_with_parent",
@@ -94,8 +95,85 @@ def base_url_of(config: Config, host: str | None = None, port: int | None = None
     return f"http://{host or config.server.host}:{port or config.server.port}/"
 
 
+class PublishStandby:
+    """The next publishing process, started before it is needed (the daemons).
+
+    When the first source of a batch has changed, ``start`` spawns the process that will
+    publish the batch: it imports the renderers and reads and decodes every record while
+    the other sources are still fetched. The publish then reads again only the rows whose
+    content changed since (``Store.news(known=...)``): after 10 % of a medium corpus
+    changed, 0.6 s instead of 3-4 s of reading, plus the second of start-up, leave the
+    publish's critical path. A batch whose publish turns out to have nothing to do
+    dismisses it; one that ends without a publish keeps it for the next.
+    """
+
+    def __init__(self) -> None:
+        self._child: ProcessPoolExecutor | None = None
+        self._read: Future[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._child is not None
+
+    def start(self, config: Config) -> None:
+        """Spawn the process and let it read the store (once: later calls until the publish do nothing)."""
+        if self._child is not None:
+            return
+        child = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._read = child.submit(_read_ahead, config, os.getpid())  # a failure only means a full read later
+        self._child = child
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the started process has read the store: True when it did (tests, benchmarks)."""
+        read = self._read
+        if read is None:
+            return False
+        try:
+            read.result(timeout)
+        except Exception:  # the publish reads everything itself then
+            return False
+        return True
+
+    def take(self) -> ProcessPoolExecutor | None:
+        """The started process (it is the caller's now), else None."""
+        child, self._child, self._read = self._child, None, None
+        return child
+
+    def dismiss(self) -> None:
+        """Let the process end (once it has read: a read cannot be interrupted) and free what it holds."""
+        child = self.take()
+        if child is not None:
+            child.shutdown(wait=False, cancel_futures=True)
+
+
+# In a standby publishing process: which store it read, the store, and what it read (by source and key).
+_READ_AHEAD: list[
+    tuple[tuple[str | None, Path], Store, dict[tuple[str, str], StoredNews], dict[tuple[str, str], StoredEvent]]
+] = []
+
+
+def _store_location(config: Config) -> tuple[str | None, Path]:
+    return config.defaults.database_url, config.data_dir
+
+
+def _read_ahead(config: Config, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    store = open_configured_store(config)
+    since = datetime.now(UTC) - timedelta(days=config.defaults.past_days)
+    with collector_paused():
+        news = {(i.record.source, i.record.key): i for i in store.news()}
+        events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
+    _READ_AHEAD.append((_store_location(config), store, news, events))
+
+
 def publish_from_store(
-    config: Config, store: Store, *, now: datetime, base_url: str, isolated: bool = False
+    config: Config,
+    store: Store,
+    *,
+    now: datetime,
+    base_url: str,
+    isolated: bool = False,
+    standby: PublishStandby | None = None,
 ) -> PublishReport:
     """Read everything publishable from the store and write feeds/ (only changed files).
 
@@ -106,34 +184,46 @@ def publish_from_store(
     ``isolated`` (the daemons) renders in a short-lived child process: rendering every scope
     holds hundreds of MB for a moment, which a long-lived process would keep for the rest of
     its life (freed Python memory is rarely returned to the system); and it runs on another
-    core, so fetching goes on meanwhile instead of waiting for the GIL.
+    core, so fetching goes on meanwhile instead of waiting for the GIL. ``standby``: the
+    child started ahead of time, if there is one (skipped publishes dismiss it).
     """
     generation = store.generation()  # before anything is read: a change meanwhile makes the token stale, not wrong
     states = store.states()
     token = change_token(config, base_url, generation, states)
     files = published_still_current(config, token, now)
     if files is not None:
+        if standby is not None:
+            standby.dismiss()
         return PublishReport(written=(), unchanged=files, skipped=True)
     if isolated:
-        return _publish_in_child(config, token, now, base_url)
+        return _publish_in_child(config, token, now, base_url, None if standby is None else standby.take())
     return _render_and_write(config, store, token, now, base_url, states)
 
 
 def _render_and_write(
-    config: Config, store: Store, token: str, now: datetime, base_url: str, states: Sequence[SourceState]
+    config: Config,
+    store: Store,
+    token: str,
+    now: datetime,
+    base_url: str,
+    states: Sequence[SourceState],
+    known: tuple[Mapping[tuple[str, str], StoredNews], Mapping[tuple[str, str], StoredEvent]] | None = None,
 ) -> PublishReport:
     since = now - timedelta(days=config.defaults.past_days)
     started = time.perf_counter()
+    known_news, known_events = known or (None, None)
     data = PublishInput(
         config=config,
-        news=store.news(),
-        events=store.events(since=since),
+        news=store.news(known=known_news),
+        events=store.events(since=since, known=known_events),
         states=states,
         now=now,
         base_url=base_url,
     )
     read_seconds = time.perf_counter() - started
-    report = dataclasses.replace(publish(config.feeds_dir, data), read_seconds=read_seconds)
+    report = dataclasses.replace(
+        publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
+    )
     remember_publish(config, token, report)
     return report
 
@@ -141,19 +231,36 @@ def _render_and_write(
 def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:
     """The child's side of an isolated publish: its own store connection, then the usual publish."""
     die_with_parent(parent_pid)
-    store = open_configured_store(config)
+    known: tuple[Mapping[tuple[str, str], StoredNews], Mapping[tuple[str, str], StoredEvent]] | None = None
+    if _READ_AHEAD:  # a standby: the store is open and the records were read while sources were fetched
+        location, store, news, events = _READ_AHEAD.pop()
+        if location == _store_location(config):
+            known = (news, events)
+        else:  # the configuration was reloaded meanwhile and names another store
+            store.close()
+            store = open_configured_store(config)
+    else:
+        store = open_configured_store(config)
     try:
-        return _render_and_write(config, store, token, now, base_url, store.states())
+        return _render_and_write(config, store, token, now, base_url, store.states(), known)
     finally:
         store.close()
 
 
-def _publish_in_child(config: Config, token: str, now: datetime, base_url: str) -> PublishReport:
+def _publish_in_child(
+    config: Config, token: str, now: datetime, base_url: str, started: ProcessPoolExecutor | None
+) -> PublishReport:
     # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+    child = started or ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    with child:
         try:
-            return child.submit(_publish_child, config, token, now, base_url, os.getpid()).result()
+            try:
+                future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
+            except BrokenProcessPool:  # the standby died before the publish was asked of it: a new process
+                child = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                with child:
+                    return child.submit(_publish_child, config, token, now, base_url, os.getpid()).result()
+            return future.result()
         except BrokenProcessPool as error:
             raise PublishError(
                 str(config.feeds_dir), f"the publishing process died ({error}); old files kept"

@@ -34,6 +34,7 @@ from aggregator.pipeline import Outcome, Pipeline
 from aggregator.records import Validators
 from aggregator.runtime import (
     DataDirLock,
+    PublishStandby,
     base_url_of,
     feeds_server,
     install_signal_handlers,
@@ -80,6 +81,7 @@ class Daemon:
         self.metrics = Metrics()
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._standby = PublishStandby()  # the next publish's process, started by the first change of a batch
         self._ready = False
         self._running: set[asyncio.Task[Any]] = set()
         self._config_mtime = self._mtime()
@@ -138,6 +140,7 @@ class Daemon:
             for old in self._retired:
                 await old.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
+            self._standby.dismiss()
             self.store.close()
             lock.release()
             log_event(log, logging.INFO, "stopped")
@@ -221,6 +224,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while True:
             await self._dirty.wait()
+            # The batch's publishing process reads the store while its other sources are fetched.
+            self._standby.start(self.config)
             await asyncio.sleep(PUBLISH_DEBOUNCE_S)
             hold_until = loop.time() + PUBLISH_MAX_HOLD_S
             while self._running and loop.time() < hold_until:
@@ -240,6 +245,7 @@ class Daemon:
                 if not self.options.base_url
                 else self.options.base_url.rstrip("/") + "/",
                 isolated=True,
+                standby=self._standby,
             )
         except AggregatorError as error:
             log_event(log, logging.ERROR, "publish-failed", error=str(error))

@@ -388,6 +388,8 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "changed_10pct_publish_read_s": changed.get("publish_read_s"),
                 "changed_10pct_publish_merge_s": changed.get("publish_merge_s"),
                 "changed_10pct_publish_render_s": changed.get("publish_render_s"),
+                # read ahead: the publishing process read the store while the sources were fetched
+                "changed_10pct_publish_read_ahead": changed.get("publish_read_ahead"),
                 "changed_10pct_fragments_rendered": changed.get("fragments_rendered"),
                 "changed_10pct_fragments_reused": changed.get("fragments_reused"),
                 "cli_startup_s": round(startup.seconds, 3),

@@ -74,6 +74,7 @@ class PublishReport:
     read_seconds: float = 0.0
     merge_seconds: float = 0.0
     render_seconds: float = 0.0
+    read_ahead: bool = False  # the records were read while sources were fetched; only changed rows read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
     while True:
         merged = merge_news(ordered[:window])
         if len(merged) >= cap or window >= len(ordered):
-            return sort_news(merged, cap)
+            return merged[:cap]  # still newest first: the merge keeps its input's order
         window *= 2
 
 

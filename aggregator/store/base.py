@@ -6,7 +6,7 @@ typed records. One contract-test module runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,12 +47,30 @@ class Store(Protocol):
         """Insert or update a source's records in one transaction; never deletes."""
         ...
 
-    def news(self, *, source: str | None = None, tag: str | None = None, limit: int | None = None) -> list[StoredNews]:
-        """News newest first (published, else first_seen)."""
+    def news(
+        self,
+        *,
+        source: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        known: Mapping[tuple[str, str], StoredNews] | None = None,
+    ) -> list[StoredNews]:
+        """News newest first (published, else first_seen).
+
+        ``known`` (by source and key: an earlier read) is taken as it is for every row whose
+        content digest is still the same; only the other rows' payloads are read and decoded.
+        """
         ...
 
-    def events(self, *, since: datetime, source: str | None = None, tag: str | None = None) -> list[StoredEvent]:
-        """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one."""
+    def events(
+        self,
+        *,
+        since: datetime,
+        source: str | None = None,
+        tag: str | None = None,
+        known: Mapping[tuple[str, str], StoredEvent] | None = None,
+    ) -> list[StoredEvent]:
+        """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one (``known``: as news)."""
         ...
 
     def state(self, name: str) -> SourceState:

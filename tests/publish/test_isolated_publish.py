@@ -1,18 +1,27 @@
-"""The daemons publish in a short-lived child process: same files, same report, errors come back typed."""
+"""The daemons publish in a short-lived child process: same files, same report, errors come back typed.
+
+A standby child (``PublishStandby``) is started by the first change of a batch and reads the
+store ahead; its publish must write exactly what a fresh publish writes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import shutil
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from aggregator.config import Config
 from aggregator.errors import PublishError
-from aggregator.runtime import publish_from_store
+from aggregator.records import NewsRecord
+from aggregator.runtime import PublishStandby, publish_from_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
-from .conftest import BASE, NOW
+from .conftest import ALPHA, BASE, NOW, cluster_events, cluster_news, make_config
 
 
 def _contents(feeds_dir: Path) -> dict[str, bytes]:
@@ -50,3 +59,75 @@ def test_a_publish_error_in_the_child_arrives_as_a_publish_error(config: Config,
         publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True)
 
     assert raised.value.path.startswith(str(config.feeds_dir))
+
+
+LATER = datetime(2026, 11, 26, 8, 45, tzinfo=UTC)
+
+
+def _change_the_store(store: SqlStore) -> None:
+    """One news retitled, one added, one event moved: what a batch of fetches leaves."""
+    news = {n.record.key: n.record for n in cluster_news() if n.record.source == "alpha"}
+    retitled = dataclasses.replace(news["hydrogen-test-bed"], title="Wasserstoff-Testfeld in Graz eröffnet")
+    added = NewsRecord(
+        id="valley-award",
+        source="alpha",
+        title="Hydrogen valley award for Styria",
+        link="https://alpha.clusterfeeds.example/news/valley-award",
+        published=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+    )
+    events = [e.record for e in cluster_events() if e.record.source == "alpha"]
+    moved = dataclasses.replace(events[1], location="Graz, Messe")
+    store.upsert("alpha", [retitled, added, events[0], moved], now=LATER)
+
+
+def test_a_standby_reads_ahead_and_publishes_the_later_changes_as_a_fresh_publish_would(
+    config: Config, store: SqlStore
+) -> None:
+    standby = PublishStandby()
+    standby.start(config)
+    assert standby.ready(timeout=60)  # it has read the store as it was
+    _change_the_store(store)
+
+    report = publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+    from_standby = _contents(config.feeds_dir)
+    shutil.rmtree(config.feeds_dir)
+    fresh = publish_from_store(config, store, now=NOW, base_url=BASE)
+
+    assert (report.read_ahead, fresh.read_ahead, standby.started) == (True, False, False)
+    assert _contents(config.feeds_dir) == from_standby
+    merged = from_standby["news.xml"].decode()
+    assert "Wasserstoff-Testfeld in Graz eröffnet" in merged
+    assert "Grazer Cluster eröffnet" not in merged
+    assert "Hydrogen valley award for Styria" in merged
+    assert "LOCATION:Graz\\, Messe" in from_standby["sources/alpha.ics"].decode()
+
+
+def test_a_standby_is_dismissed_when_there_is_nothing_to_publish(config: Config, store: SqlStore) -> None:
+    publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True)
+    standby = PublishStandby()
+    standby.start(config)
+
+    again = publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+
+    assert (again.skipped, standby.started) == (True, False)
+    deadline = time.monotonic() + 60
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert multiprocessing.active_children() == []  # it ended once it had read
+
+
+def test_a_standby_that_read_another_store_reads_the_configured_one(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    elsewhere = make_config(tmp_path / "before-reload", ALPHA)
+    standby = PublishStandby()
+    standby.start(elsewhere)  # then the configuration was reloaded with another data directory
+    assert standby.ready(timeout=60)
+
+    report = publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+    from_standby = _contents(config.feeds_dir)
+    shutil.rmtree(config.feeds_dir)
+    publish_from_store(config, store, now=NOW, base_url=BASE)
+
+    assert report.read_ahead is False
+    assert _contents(config.feeds_dir) == from_standby

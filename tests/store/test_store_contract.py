@@ -318,6 +318,61 @@ def test_events_filter_by_source_and_tag(store: SqlStore) -> None:
     assert store.events(since=NOW, source="silicon-saxony", tag="kunststoff") == []
 
 
+def _by_key(items):  # type: ignore[no-untyped-def]
+    return {(i.record.source, i.record.key): i for i in items}
+
+
+def test_news_with_known_items_reuses_the_unchanged_and_reads_only_the_changed(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    earlier = store.news()
+    retitled = dataclasses.replace(MATCHMAKING, title="EU-Japan matchmaking: the report")
+    newcomer = news("hydrogen-valley", "Hydrogen Valley joins", datetime(2026, 11, 25, 8, 0, tzinfo=BRUSSELS))
+    store.upsert("silicon-saxony", [retitled, CLUSTER_DAYS, newcomer], now=LATER)
+    read_before = store.records_read
+
+    again = store.news(known=_by_key(earlier))
+
+    assert again == store.news()  # the same list, in the same order, as a full read
+    assert [n.record.title for n in again] == [
+        "Hydrogen Valley joins",
+        "European Cluster Days: Clusters as the Driving Power of the European Economy",
+        "EU-Japan matchmaking: the report",
+    ]
+    assert again[1] is earlier[0]  # unchanged: the very object read before, not decoded again
+    assert again[2].changed_at == LATER and again[2].first_seen == NOW
+    assert store.records_read - read_before == 2 + 3  # the retitled and the new one, then the full read
+
+
+def test_news_with_known_items_keeps_source_tag_and_limit(store: SqlStore) -> None:
+    store.upsert("silicon-saxony", [MATCHMAKING, CLUSTER_DAYS], now=NOW)
+    other = news("bio-day", "Biotech day", datetime(2026, 11, 25, 8, 0, tzinfo=UTC), source="biopro", tags=("Events",))
+    store.upsert("biopro", [other], now=NOW)
+    known = _by_key(store.news())
+
+    assert store.news(known=known, tag="EVENTS") == store.news(tag="events")
+    assert [n.record.id for n in store.news(known=known, source="biopro")] == ["bio-day"]
+    assert [n.record.id for n in store.news(known=known, limit=2)] == ["bio-day", "cluster-days-2026"]
+    assert store.news(known={}) == store.news()
+
+
+def test_events_with_known_items_apply_the_window_of_the_new_read(store: SqlStore) -> None:
+    early = event(
+        "early", "Morning session", datetime(2026, 11, 26, 9, 0, tzinfo=UTC), datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    )
+    store.upsert("plastics-cluster", [early, KUNSTSTOFF], now=NOW)
+    known = _by_key(store.events(since=NOW))
+    moved = dataclasses.replace(KUNSTSTOFF, location="Wels, Messe")
+    store.upsert("plastics-cluster", [early, moved], now=LATER)
+    since = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)  # the morning session has left the window
+
+    again = store.events(since=since, known=known)
+
+    assert again == store.events(since=since)
+    assert [(e.record.uid, e.record.location, e.sequence) for e in again] == [
+        ("kt-2026@kunststoff-cluster.at", "Wels, Messe", 1)
+    ]
+
+
 # -- source state ----------------------------------------------------------------------------
 
 
