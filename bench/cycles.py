@@ -86,6 +86,8 @@ class Driver:
         self.sources = [s for s in config.sources if s.enabled]
         self.split: dict[str, Any] = {}  # the last step's parts: run_s, publish_s, fragments reused/rendered
         self.standby = PublishStandby()
+        # BENCH_READ_AHEAD=0 measures the publish without it (an A/B of the same corpus and machine).
+        self.read_ahead = isolated and os.environ.get("BENCH_READ_AHEAD", "1") != "0"
 
     async def close(self) -> None:
         self.standby.dismiss()
@@ -98,7 +100,7 @@ class Driver:
         def on_done(outcome: SourceOutcome) -> None:
             # As the daemon does: the first change of a batch starts its publishing process, which
             # reads the store while the other sources are fetched.
-            if publish and self.isolated and outcome.outcome is Outcome.CHANGED:
+            if publish and self.read_ahead and outcome.outcome is Outcome.CHANGED:
                 self.standby.start(self.config)
 
         outcomes = await self.pipeline.run_all(self.sources, on_done=on_done)

@@ -339,7 +339,7 @@ def test_news_with_known_items_reuses_the_unchanged_and_reads_only_the_changed(s
         "EU-Japan matchmaking: the report",
     ]
     assert again[1] is earlier[0]  # unchanged: the very object read before, not decoded again
-    assert again[2].changed_at == LATER and again[2].first_seen == NOW
+    assert (again[2].changed_at, again[2].first_seen) == (LATER, NOW)
     assert store.records_read - read_before == 2 + 3  # the retitled and the new one, then the full read
 
 
@@ -489,3 +489,16 @@ def test_publish_lock_is_granted_to_a_single_holder(store: SqlStore) -> None:
         assert granted is True
     with store.publish_lock() as granted_again:
         assert granted_again is True
+
+
+def test_news_with_known_items_mostly_new_reads_everything_once(store: SqlStore) -> None:
+    first = [news(f"n{i:04d}", f"Story {i}", NOW - timedelta(minutes=i)) for i in range(1200)]
+    store.upsert("silicon-saxony", first[:100], now=NOW)
+    known = _by_key(store.news())
+    store.upsert("silicon-saxony", first, now=LATER)  # 1,100 new: more than a quarter
+    read_before = store.records_read
+
+    again = store.news(known=known)
+
+    assert [n.record.id for n in again] == [r.id for r in first]
+    assert store.records_read - read_before == 1200  # one ordered scan, the known ones decoded again too
