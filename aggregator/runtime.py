@@ -7,6 +7,7 @@ the database, take the data-directory lock and publish in exactly one way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import multiprocessing
@@ -156,8 +157,15 @@ def _store_location(config: Config) -> tuple[str | None, Path]:
     return config.defaults.database_url, config.data_dir
 
 
+READ_AHEAD_NICE = 10  # the standby reads in the gaps the batch's fetching and parsing leave
+
+
 def _read_ahead(config: Config, parent_pid: int) -> None:
     die_with_parent(parent_pid)
+    # Reading ahead must not slow the batch it runs beside: the parse workers come first. (The
+    # publish stays at this priority too: an unprivileged process cannot raise its priority again.)
+    with contextlib.suppress(OSError):
+        os.nice(READ_AHEAD_NICE)
     store = open_configured_store(config)
     since = datetime.now(UTC) - timedelta(days=config.defaults.past_days)
     with collector_paused():
