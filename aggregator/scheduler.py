@@ -261,6 +261,7 @@ class Daemon:
             written=len(report.written),
             unchanged=report.unchanged,
             duration=round(duration, 3),
+            read_ahead=report.read_ahead,
         )
 
     # ---- configuration reload --------------------------------------------------------------

@@ -74,6 +74,8 @@ def test_a_batch_of_changed_sources_is_published_once(running: Running) -> None:
     lines = [e["event"] for e in running.daemon.events() if e["event"] in ("fetched", "published")]
     # Once at start (what the store holds), once after the batch; never once per source.
     assert lines == ["published", "fetched", "fetched", "fetched", "fetched", "published"]
+    # The batch's first change started the publishing process, which read the store meanwhile.
+    assert [e["read_ahead"] for e in running.daemon.events("published")] == [False, True]
     assert sorted(e["source"] for e in running.daemon.events("fetched")) == sorted(BATCH)
     assert {e["outcome"] for e in running.daemon.events("fetched")} == {"changed"}
 
