@@ -120,7 +120,7 @@ class PublishStandby:
         """Spawn the process and let it read the store (once: later calls until the publish do nothing)."""
         if self._child is not None:
             return
-        child = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        child = _publishing_process()
         self._read = child.submit(_read_ahead, config, os.getpid())  # a failure only means a full read later
         self._child = child
 
@@ -255,24 +255,29 @@ def _publish_child(config: Config, token: str, now: datetime, base_url: str, par
         store.close()
 
 
+def _publishing_process() -> ProcessPoolExecutor:
+    # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _publish_in_child(
     config: Config, token: str, now: datetime, base_url: str, started: ProcessPoolExecutor | None
 ) -> PublishReport:
-    # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
-    child = started or ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    with child:
+    with started or _publishing_process() as child:
         try:
+            future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
+        except BrokenProcessPool:
+            if started is None:
+                raise
+            future = None  # the standby died before the publish was asked of it
+        if future is not None:
             try:
-                future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
-            except BrokenProcessPool:  # the standby died before the publish was asked of it: a new process
-                child = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-                with child:
-                    return child.submit(_publish_child, config, token, now, base_url, os.getpid()).result()
-            return future.result()
-        except BrokenProcessPool as error:
-            raise PublishError(
-                str(config.feeds_dir), f"the publishing process died ({error}); old files kept"
-            ) from None
+                return future.result()
+            except BrokenProcessPool as error:
+                raise PublishError(
+                    str(config.feeds_dir), f"the publishing process died ({error}); old files kept"
+                ) from None
+    return _publish_in_child(config, token, now, base_url, None)  # in a new process
 
 
 class DataDirLock:
