@@ -10,6 +10,7 @@ copies locks that other threads might hold mid-flight.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -21,10 +22,73 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["ForkedCall", "can_fork", "collector_paused", "die_with_parent", "fork_call", "room_for_copies"]
+__all__ = [
+    "ForkedCall",
+    "can_fork",
+    "collector_paused",
+    "die_with_parent",
+    "fork_call",
+    "limit_malloc_arenas",
+    "release_free_memory",
+    "release_free_memory_every",
+    "room_for_copies",
+]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_M_ARENA_MAX = -8  # from glibc's <malloc.h>
+MALLOC_ARENAS = 2  # one per core of the small machine we are sized for
 _T = TypeVar("_T")
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def limit_malloc_arenas() -> bool:
+    """Give this process and the processes it starts from now on ``MALLOC_ARENAS`` malloc arenas.
+
+    glibc gives every thread that allocates an arena of its own, up to eight per core, and
+    memory freed in one is not reused by the others: a daemon whose event loop, SQLite and
+    publishing threads take turns keeps growing for hours before it levels off. With two
+    arenas it levels off within minutes, lower (measured in the README). Call before the
+    threads start. False where the C library has no such setting (not glibc).
+    """
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(MALLOC_ARENAS))  # read by started (exec'd) children
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    return bool(mallopt is not None and mallopt(_M_ARENA_MAX, MALLOC_ARENAS) == 1)
+
+
+def release_free_memory() -> bool:
+    """Hand memory that malloc holds free back to the system (glibc ``malloc_trim``).
+
+    After a cycle parsed and stored thousands of records, their space is free but stays part
+    of the process: the next cycle reuses it, and meanwhile it counts as resident. Returning
+    it keeps the daemon's size what it actually uses. False where there is no such call.
+    """
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+RELEASE_EVERY_S = 60.0
+
+
+async def release_free_memory_every(seconds: float = RELEASE_EVERY_S) -> None:
+    """``release_free_memory`` once every ``seconds`` for as long as the task runs (a daemon's life).
+
+    A call costs a few milliseconds, made in a worker thread; cycles end at any time, so a
+    steady rhythm is simpler than tracking them and as good.
+    """
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
 
 
 @contextlib.contextmanager
@@ -55,11 +119,11 @@ def die_with_parent(parent_pid: int) -> None:
     A publisher orphaned by a ``kill -9`` of its daemon would otherwise go on writing feeds/
     with a stale view, racing the restarted daemon's own publisher.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+    libc = _libc()
+    prctl = getattr(libc, "prctl", None)
+    if prctl is None:
         return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before the request was in place
         os._exit(1)
 

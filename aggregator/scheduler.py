@@ -31,6 +31,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
+from aggregator.processes import release_free_memory_every
 from aggregator.records import Validators
 from aggregator.runtime import (
     DataDirLock,
@@ -119,6 +120,7 @@ class Daemon:
             serving = asyncio.create_task(server.serve())
             publisher = asyncio.create_task(self._publisher())
             watcher = asyncio.create_task(self._watch_config())
+            releaser = asyncio.create_task(release_free_memory_every())
             log_event(log, logging.INFO, "started", host=host, port=port, sources=len(self.config.sources))
             stop_wait = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,6 +129,7 @@ class Daemon:
             log_event(log, logging.INFO, "stopping", running=len(self._running))
             self.scheduler.shutdown(wait=False)
             watcher.cancel()
+            releaser.cancel()
             if self._running:
                 await asyncio.wait(self._running, timeout=STOP_GRACE_S)
             publisher.cancel()

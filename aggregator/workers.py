@@ -40,6 +40,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import configure_logging, log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Pipeline
+from aggregator.processes import release_free_memory_every
 from aggregator.runtime import (
     base_url_of,
     feeds_server,
@@ -211,6 +212,7 @@ class ClaimLoop:
         """Claim and run until ``stop`` is set, then let running cycles finish (see ``drain``)."""
         log_event(log, logging.INFO, "worker-started", worker=self.worker_id, lease=self.lease.total_seconds())
         stopping = asyncio.create_task(stop.wait())
+        releaser = asyncio.create_task(release_free_memory_every())
         try:
             while not stop.is_set():
                 if len(await self.claim()) == CLAIM_BATCH:
@@ -220,6 +222,7 @@ class ClaimLoop:
                 )
         finally:
             stopping.cancel()
+            releaser.cancel()
             await self.drain(STOP_GRACE_S)
             log_event(log, logging.INFO, "worker-stopped", worker=self.worker_id)
 

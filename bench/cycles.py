@@ -45,6 +45,7 @@ from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.fragments import CACHE_FILE
 from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
+from aggregator.processes import limit_malloc_arenas, release_free_memory_every
 from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
 
@@ -216,11 +217,13 @@ class Driver:
 async def run(config: Config, plan: list[str], server: str | None, seed: int, isolated: bool) -> None:
     store = open_configured_store(config)
     driver = Driver(config, store, server, seed, isolated)
+    releaser = asyncio.create_task(release_free_memory_every())  # as the daemon does
     try:
         for step in plan:
             for line in await driver.step(step):
                 print(json.dumps(line), flush=True)
     finally:
+        releaser.cancel()
         await driver.close()
         store.close()
 
@@ -237,6 +240,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     plan = ["full", f"memory:{args.cycles}"] if args.cycles else args.plan.split(",")
+    limit_malloc_arenas()  # as ``aggregator run`` does, before any thread starts
     config = config_module.load(args.config)
     with DataDirLock(config.data_dir):
         asyncio.run(run(config, plan, args.server, args.seed, not args.in_process_publish))
