@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import pickle
@@ -40,7 +41,9 @@ MALLOC_ARENAS = 2  # one per core of the small machine we are sized for
 _T = TypeVar("_T")
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once (the daemon asks for it every minute)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
