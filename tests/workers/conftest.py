@@ -147,13 +147,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+def wait_for(
+    predicate: Callable[[], bool], what: str, limit: float = 60.0, *, context: Callable[[], str] | None = None
+) -> None:
+    """Poll ``predicate``; on timeout, fail with ``context()`` (a daemon's log) so the cause can be read."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{context()}" if context else ""))
 
 
 class Daemon:

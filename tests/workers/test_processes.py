@@ -145,7 +145,11 @@ def test_a_parent_publishes_only_while_no_other_instance_holds_the_publish_lock(
             wait_for(lambda: _fetched(database_url) == {"clusterland-news", "clusterland-events"}, "both sources")
             generation = _generation(database_url)
             for daemon in daemons:
-                wait_for(lambda d=daemon: len(_events(d.log(), "publish-deferred")) >= 2, "a refused publish")
+                wait_for(
+                    lambda d=daemon: len(_events(d.log(), "publish-deferred")) >= 2,
+                    "a refused publish",
+                    context=daemon.log,
+                )
                 assert _events(daemon.log(), "published") == []
             assert not (first / "feeds" / "news.json").exists()
             assert not (second / "feeds" / "news.json").exists()
@@ -153,6 +157,7 @@ def test_a_parent_publishes_only_while_no_other_instance_holds_the_publish_lock(
             wait_for(
                 lambda d=daemon: any(e["generation"] == generation for e in _events(d.log(), "published")),
                 "a publish once the lock is free",
+                context=daemon.log,
             )
     finally:
         codes = [daemon.stop() for daemon in daemons]
