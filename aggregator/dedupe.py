@@ -23,10 +23,12 @@ So two sessions of one series on different days, or at different times,
 stay apart, and a recurring series merges only with the same rule and the
 same first start.
 
-Inside ``dedupe_memo()`` (one publish) each stored item's keys (canonical link,
-normalised title, day, start) are computed once, however many scopes (merged,
-per tag) merge it; outside it they are computed per call. The memo never
-changes a result, only how often the keys are computed.
+An item read from a store carries its canonical link and title key
+(``matching``), computed when the record was stored. Inside ``dedupe_memo()``
+(one publish) every other key (day, start, and the links and titles of records
+not from a store) is computed once, however many scopes (merged, per tag) merge
+the item; outside it they are computed per call. The memo never changes a
+result, only how often the keys are computed.
 
 A link that one source gives to two or more of its own records is a listing
 or home page, not the identity of a story, and is ignored for matching.
@@ -40,21 +42,18 @@ the copy stored first (``first_seen``), then source name, then key;
 from __future__ import annotations
 
 import difflib
-import json
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
-from aggregator.fragments import fragment
+from aggregator.matching import MatchKeys, match_keys, reposted
 from aggregator.memo import IdentityMemo
 from aggregator.records import EventRecord
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import StoredEvent, StoredNews
-from aggregator.urls import canonical_url
 
 __all__ = ["dedupe_memo", "merge_events", "merge_news"]
 
@@ -77,60 +76,13 @@ def dedupe_memo() -> AbstractContextManager[None]:
 _memoized = _MEMO.get
 
 
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    """What matching and choosing the kept copy need of one stored item, computed once per publish."""
-
-    canonical: str | None  # canonical_url(record.link) when the record has a link (even an empty one)
-    reposted: bool  # tracking parameters or a fragment in the link: the mark of a re-post, not the original
-    title: str  # _normalised_title(record.title)
-
-
-def _keys(item: StoredNews | StoredEvent) -> _Keys:
-    def compute() -> _Keys:
-        record = item.record
-        link = record.link
-        canonical = None if link is None else canonical_url(link)
-        reposted = link is not None and ("#" in link or canonical != link)
-        return _Keys(canonical, reposted, _normalised_title(record.title))
-
-    def stored() -> _Keys:
-        # Kept across publishes in the fragment cache: canonical URLs are most of a merge's cost.
-        canonical, reposted, title = json.loads(fragment("keys", item, "", lambda: _encode_keys(compute())))
-        return _Keys(canonical, reposted, title)
-
-    return _memoized("keys", item, stored)
-
-
-def _encode_keys(keys: _Keys) -> bytes:
-    return json.dumps([keys.canonical, keys.reposted, keys.title]).encode("ascii")  # ASCII: surrogates escaped
-
-
-def _title_char(char: str) -> str | None:
-    """What one (NFKC, case-folded) character becomes in a normalised title: a space, itself, or nothing."""
-    category = unicodedata.category(char)
-    if category[0] == "Z" or char.isspace():
-        return " "
-    if category[0] not in "PSC":  # punctuation, symbols, controls are dropped: "mid-term" == "midterm"
-        return char
-    return None
-
-
-class _TitleChars(dict[int, str | None]):
-    """``str.translate`` table of ``_title_char``, filled on first sight of each code point (a few hundred)."""
-
-    def __missing__(self, code: int) -> str | None:
-        value = self[code] = _title_char(chr(code))
-        return value
-
-
-_TITLE_CHARS = _TitleChars()
-
-
-def _normalised_title(title: str) -> str:
-    """Title for comparison: case-folded, punctuation and symbols dropped, whitespace (nbsp too) collapsed."""
-    folded = (title if title.isascii() else unicodedata.normalize("NFKC", title)).casefold()
-    return " ".join(folded.translate(_TITLE_CHARS).split())
+def _keys(item: StoredNews | StoredEvent) -> MatchKeys:
+    """The keys stored with the item's row, else (not from a store, or stored under older rules) computed."""
+    match = item.match
+    if match is not None:
+        return match
+    record = item.record
+    return _memoized("keys", item, lambda: match_keys(record.link, record.title))
 
 
 class _Groups:
@@ -159,7 +111,7 @@ class _Groups:
                 first[key] = i
 
 
-def _link_keys(items: Sequence[StoredNews | StoredEvent], keys: Sequence[_Keys]) -> list[str | None]:
+def _link_keys(items: Sequence[StoredNews | StoredEvent], keys: Sequence[MatchKeys]) -> list[str | None]:
     """Each record's canonical link, or None when it has none or it is a listing page (see module doc)."""
     links: list[str | None] = []
     seen: set[tuple[str, str]] = set()
@@ -190,7 +142,7 @@ def _with_also_from(item: _Stored, also_from: tuple[str, ...]) -> _Stored:
     return merged
 
 
-def _collapse(items: Sequence[_Stored], keys: Sequence[_Keys], groups: _Groups) -> list[_Stored]:
+def _collapse(items: Sequence[_Stored], keys: Sequence[MatchKeys], groups: _Groups) -> list[_Stored]:
     """The kept copy of every group, in the input order of the kept copies."""
     members: dict[int, list[int]] = defaultdict(list)
     parent = groups.parent
@@ -204,7 +156,7 @@ def _collapse(items: Sequence[_Stored], keys: Sequence[_Keys], groups: _Groups) 
         keeper = min(
             group,
             key=lambda i: (
-                keys[i].reposted,
+                reposted(items[i].record.link, keys[i].canonical),
                 items[i].first_seen,
                 items[i].record.source,
                 items[i].record.key,
@@ -242,7 +194,7 @@ def merge_news(items: Sequence[StoredNews]) -> list[StoredNews]:
     groups = _Groups(len(items))
     links = _link_keys(items, keys)
     groups.join_equal_keys((i, link) for i, link in enumerate(links) if link is not None)
-    by_title: dict[tuple[str, date], list[int]] = defaultdict(list)
+    by_title: dict[tuple[int, date], list[int]] = defaultdict(list)
     for i, key in enumerate(keys):
         if key.title:
             by_title[(key.title, _publication_day(items[i]))].append(i)

@@ -54,7 +54,15 @@ def code_digest() -> str:
             *root.glob("*.py"),
             *(
                 root.parent / n
-                for n in ("dedupe.py", "fragments.py", "records.py", "sanitize.py", "urls.py", "store/codec.py")
+                for n in (
+                    "dedupe.py",
+                    "fragments.py",
+                    "matching.py",
+                    "records.py",
+                    "sanitize.py",
+                    "urls.py",
+                    "store/codec.py",
+                )
             ),
         ]
     ):
@@ -232,7 +240,7 @@ class FragmentCache:
     def drop(self, kinds: tuple[str, ...]) -> None:
         """Forget the fragments read of ``kinds`` (their files are rendered), after saving the new ones."""
         self.flush()
-        for kind in (*kinds, "keys"):  # keys are read again when needed: de-duplication keeps its own
+        for kind in kinds:
             self._loaded.pop(kind, None)
 
     def flush(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from aggregator.matching import MatchKeys
 from aggregator.records import EventRecord, NewsRecord, Record, SourceState
 
 __all__ = ["Store", "StoredEvent", "StoredNews", "UpsertSummary"]
@@ -24,6 +25,8 @@ class StoredNews:
     changed_at: datetime  # when its content last changed
     # The store's digest of the record's content ("" when unknown): lets publish skip unchanged files.
     content_hash: str = field(default="", compare=False)
+    # De-duplication keys stored with the row (None: not stored under the current rules; computed when needed).
+    match: MatchKeys | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class StoredEvent:
     first_seen: datetime
     changed_at: datetime  # LAST-MODIFIED in the published calendar
     content_hash: str = field(default="", compare=False)  # as in StoredNews
+    match: MatchKeys | None = field(default=None, compare=False)  # as in StoredNews
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,11 @@ records = Table(
     Column("sequence", Integer, nullable=False, default=0),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+    # De-duplication keys (``aggregator.matching``), valid under rules ``match_rules`` only: the
+    # canonical link (NULL: the record's own link; "": none usable) and the title key (0004).
+    Column("match_rules", Integer, nullable=True),
+    Column("match_link", Text, nullable=True),
+    Column("match_title", BigInteger, nullable=True),
     Index("ix_records_kind_sort_at", "kind", "sort_at"),
     Index("ix_records_kind_ends_at", "kind", "ends_at"),
 )

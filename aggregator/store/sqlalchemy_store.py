@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from aggregator.errors import StoreError
+from aggregator.matching import RULES, MatchKeys, match_keys
 from aggregator.processes import collector_paused
 from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
 from aggregator.store import codec
@@ -68,11 +69,32 @@ _KNOWN_SHARE = 4  # more than a quarter of the rows changed: one ordered scan be
 _Row = TypeVar("_Row", StoredNews, StoredEvent)
 
 
+def _match_values(record: Record) -> dict[str, Any]:
+    """The row's de-duplication key columns (see ``schema.records``)."""
+    keys = match_keys(record.link, record.title)
+    canonical = keys.canonical
+    # NULL: the same as the record's link (the usual case, nothing stored twice); "": no usable link.
+    link = None if canonical == record.link else (canonical or "")
+    return {"match_rules": RULES, "match_link": link, "match_title": keys.title}
+
+
+def _match(row: Any, record: Record) -> MatchKeys | None:
+    """The keys stored in ``row`` for ``record``; None when they were stored under other rules (or none)."""
+    if row.match_rules != RULES:
+        return None
+    stored = row.match_link
+    return MatchKeys(record.link if stored is None else (stored or None), row.match_title)
+
+
 def _stored_news(row: Any) -> StoredNews:
     record = codec.decode(RecordKind.NEWS, row.payload)
     assert isinstance(record, NewsRecord)
     return StoredNews(
-        record=record, first_seen=row.first_seen, changed_at=row.changed_at, content_hash=row.content_hash
+        record=record,
+        first_seen=row.first_seen,
+        changed_at=row.changed_at,
+        content_hash=row.content_hash,
+        match=_match(row, record),
     )
 
 
@@ -85,6 +107,7 @@ def _stored_event(row: Any) -> StoredEvent:
         first_seen=row.first_seen,
         changed_at=row.changed_at,
         content_hash=row.content_hash,
+        match=_match(row, record),
     )
 
 
@@ -298,7 +321,14 @@ class SqlStore:
         return list(versions) == [head]
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+        """Bring the schema to the newest Alembic revision, and the stored de-duplication keys to the current rules.
+
+        Both are no-ops (one query each) when already there.
+        """
+        self._migrate_schema()
+        self._refresh_match_keys()
+
+    def _migrate_schema(self) -> None:
         if self._at_head():
             return
         from alembic import command  # only needed when the schema must change
@@ -311,6 +341,45 @@ class SqlStore:
                 conn.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK)))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def _match_rules(self, conn: Connection) -> int | None:
+        value = conn.execute(select(meta.c.value).where(meta.c.name == "match_rules")).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def _refresh_match_keys(self) -> None:
+        """Store the keys of every row stored without them or under other rules (after an upgrade: once).
+
+        ``meta.match_rules`` records the rules every row was brought to, so a store opened under
+        the same rules checks one row of ``meta``. Rows stay readable meanwhile: keys under
+        other rules are ignored on reading and computed by the publish instead.
+        """
+        with self._transaction("reading the de-duplication rules", write=False) as conn:
+            if self._match_rules(conn) == RULES:
+                return
+        with self._transaction("storing de-duplication keys", write=True) as conn:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK)))
+            if self._match_rules(conn) == RULES:
+                return  # another process did it meanwhile
+            stale = or_(records.c.match_rules.is_(None), records.c.match_rules != RULES)
+            where = and_(
+                records.c.source == bindparam("b_source"),
+                records.c.kind == bindparam("b_kind"),
+                records.c.key == bindparam("b_key"),
+            )
+            query = select(records.c.source, records.c.kind, records.c.key, records.c.payload).where(stale)
+            # A batch at a time (200,000 payloads are never held at once); updated rows leave ``stale``.
+            while rows := conn.execute(query.limit(_READ_BATCH)).all():
+                conn.execute(
+                    records.update().where(where),
+                    [
+                        {"b_source": r.source, "b_kind": r.kind, "b_key": r.key}
+                        | _match_values(codec.decode(r.kind, r.payload))
+                        for r in rows
+                    ],
+                )
+            conn.execute(meta.delete().where(meta.c.name == "match_rules"))
+            conn.execute(meta.insert().values(name="match_rules", value=RULES))
 
     # -- records -------------------------------------------------------------------------
 
@@ -362,6 +431,7 @@ class SqlStore:
                     "payload": text,
                     "changed_at": now,
                     **_row_values(record, first_seen),
+                    **_match_values(record),
                 }
                 if old is None:
                     inserts.append(
@@ -415,6 +485,9 @@ class SqlStore:
                 records.c.first_seen,
                 records.c.changed_at,
                 records.c.content_hash,
+                records.c.match_rules,
+                records.c.match_link,
+                records.c.match_title,
             )
         )
         query = select(*columns).where(records.c.kind == kind.value)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.dedupe import _normalised_title, dedupe_memo, merge_events, merge_news
+from aggregator.dedupe import dedupe_memo, merge_events, merge_news
+from aggregator.matching import normalised_title
 from aggregator.records import EventRecord, NewsRecord
 from aggregator.store.base import StoredEvent, StoredNews
 
@@ -113,16 +114,16 @@ def test_normalised_titles_of_cluster_headlines() -> None:
         "Mid-term review\t(2026)\x1f",
         "Énergie & Climat 🚀 Occitanie",
     ]
-    assert [_normalised_title(t) for t in titles] == [
+    assert [normalised_title(t) for t in titles] == [
         "strasse der innovation ökocluster lädt ein",
         "final call horizon europe 1",
         "midterm review 2026",
         "énergie climat occitanie",
     ]
-    assert [_normalised_title(t) for t in titles] == [_reference_title(t) for t in titles]
+    assert [normalised_title(t) for t in titles] == [_reference_title(t) for t in titles]
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40))
 def test_normalised_title_equals_the_character_by_character_rule(title: str) -> None:
-    assert _normalised_title(title) == _reference_title(title)
+    assert normalised_title(title) == _reference_title(title)

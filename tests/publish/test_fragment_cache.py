@@ -65,11 +65,11 @@ def test_a_forced_publish_with_a_warm_cache_renders_nothing_and_writes_the_same_
     cold, cold_files = _forced(config, store, tmp_path / "cold")
     warm, warm_files = _forced(config, store, tmp_path / "warm")
 
-    assert (cold.fragments_reused, cold.fragments_rendered) == (0, 41)
-    assert (warm.fragments_reused, warm.fragments_rendered) == (41, 0)
+    assert (cold.fragments_reused, cold.fragments_rendered) == (0, 27)
+    assert (warm.fragments_reused, warm.fragments_rendered) == (27, 0)
     # One row per fragment made: RSS, Atom and JSON Feed of the 5 stored news plus the merged
-    # feed's copy "also from beta"; the keys of the 14 stored news and events; 9 VEVENTs.
-    assert _rows(config) == {"atom": 6, "json": 6, "keys": 14, "rss": 6, "vevent": 9}
+    # feed's copy "also from beta"; 9 VEVENTs. (De-duplication keys are stored with the records.)
+    assert _rows(config) == {"atom": 6, "json": 6, "rss": 6, "vevent": 9}
     with sqlite3.connect(config.data_dir / CACHE_FILE) as connection:
         assert connection.execute("SELECT count(*) - count(DISTINCT key) FROM fragment").fetchone() == (0,)
     assert len(cold_files) == 30
@@ -93,9 +93,9 @@ def test_a_changed_record_renders_only_its_own_fragments_and_replaces_the_old_on
     shutil.copytree(config.data_dir, uncached.data_dir, ignore=shutil.ignore_patterns(CACHE_FILE + "*"))
     reference, reference_files = _forced(uncached, store, tmp_path / "reference")
 
-    # RSS, Atom, JSON Feed and the de-duplication keys of the one changed item.
-    assert after.fragments_rendered == 4
-    assert after.fragments_reused == reference.fragments_rendered - 4
+    # RSS, Atom and JSON Feed of the one changed item.
+    assert after.fragments_rendered == 3
+    assert after.fragments_reused == reference.fragments_rendered - 3
     assert _rows(config) == rows  # the old version's fragments were deleted, not kept beside the new
     assert files == reference_files
     assert "deadline extended to May" in files["sources/beta.json"].decode()
@@ -149,7 +149,7 @@ def test_a_cache_that_cannot_be_opened_costs_speed_not_output(
         report, files = _forced(config, store, tmp_path / "after")
 
     assert files == good
-    assert (report.fragments_reused, report.fragments_rendered) == (0, 34)
+    assert (report.fragments_reused, report.fragments_rendered) == (0, 21)
     assert [r.getMessage() for r in caplog.records if "switched off" in r.getMessage()] == [
         f"render cache {config.data_dir / CACHE_FILE} switched off for this publish: unable to open database file"
     ]
@@ -166,6 +166,6 @@ def test_fragments_of_a_removed_source_are_deleted_when_everything_is_published_
 
     assert report.rendered == ("news", "sources/alpha", "sources/beta", "tags/energy", "tags/hydrogen")
     assert report.fragments_rendered == 0
-    # gamma's news item (RSS, Atom, JSON Feed, keys) and its 4 events' VEVENTs and keys are gone.
-    assert with_gamma == {"atom": 4, "json": 4, "keys": 13, "rss": 4, "vevent": 9}
-    assert _rows(config) == {"atom": 3, "json": 3, "keys": 8, "rss": 3, "vevent": 5}
+    # gamma's news item (RSS, Atom, JSON Feed) and its 4 events' VEVENTs are gone.
+    assert with_gamma == {"atom": 4, "json": 4, "rss": 4, "vevent": 9}
+    assert _rows(config) == {"atom": 3, "json": 3, "rss": 3, "vevent": 5}

@@ -74,13 +74,11 @@ def test_two_processes_write_the_same_bytes_and_fragments_as_one(
         == {
             "atom": 4,
             "json": 4,
-            "keys": 13,
             "rss": 4,
             "vevent": 9,
         }
     )
-    # News are merged once, before forking; events only in the helper (calendars and index.html):
-    # every fragment is read once, as in one process.
+    # Every fragment is read once, as in one process.
     assert (warm.fragments_rendered, warm.fragments_reused) == (0, single.fragments_rendered)
 
 

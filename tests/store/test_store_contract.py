@@ -434,7 +434,7 @@ def test_opening_an_existing_database_again_keeps_data_and_schema(store_url: str
         second.close()
     engine = create_engine(_engine_url(store_url))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     engine.dispose()
 
 
