@@ -367,9 +367,12 @@ class SqlStore:
                 records.c.kind == bindparam("b_kind"),
                 records.c.key == bindparam("b_key"),
             )
-            query = select(records.c.source, records.c.kind, records.c.key, records.c.payload).where(stale)
-            # A batch at a time (200,000 payloads are never held at once); updated rows leave ``stale``.
-            while rows := conn.execute(query.limit(_READ_BATCH)).all():
+            identity = (records.c.source, records.c.kind, records.c.key)
+            query = select(*identity, records.c.payload).where(stale).order_by(*identity).limit(_READ_BATCH)
+            # A batch at a time, in key order from where the last one ended (each batch a range of
+            # the primary key, not a scan from the start): 200,000 payloads are never held at once.
+            rows = conn.execute(query).all()
+            while rows:
                 conn.execute(
                     records.update().where(where),
                     [
@@ -378,6 +381,8 @@ class SqlStore:
                         for r in rows
                     ],
                 )
+                last = rows[-1]
+                rows = conn.execute(query.where(tuple_(*identity) > tuple_(last.source, last.kind, last.key))).all()
             conn.execute(meta.delete().where(meta.c.name == "match_rules"))
             conn.execute(meta.insert().values(name="match_rules", value=RULES))
 
