@@ -1,9 +1,11 @@
 """What de-duplication compares of one record: its canonical link and a key of its normalised title.
 
-Computed once per stored version of a record (``Store.upsert`` keeps them in the record's
-row) instead of once per publish: a publish merges 40,000 to 200,000 items, and computing
-(or looking up) every item's keys was most of its merge. ``RULES`` names the code that
-computes them, so keys stored by another version of these rules are never used.
+Computed once per stored version of a record, by the first publish that reads it, and saved
+in the record's row (``Store.save_match_keys``) for every later publish: a publish merges
+40,000 to 200,000 items, and computing (or looking up) every item's keys was most of its
+merge. Not when storing: that is the fetching process, whose time newsboat is measured
+against. ``RULES`` names the code that computes them, so keys stored by another version of
+these rules are never used.
 
 The title key is a 63-bit digest of the normalised title, not the title itself: equal
 titles only make two news items candidates (their summaries decide), and two events must

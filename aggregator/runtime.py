@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import logging
 import multiprocessing
 import os
 import signal
@@ -20,9 +21,11 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from aggregator.config import Config
 from aggregator.errors import PublishError, StoreError
+from aggregator.matching import MatchKeys, match_keys
 from aggregator.metrics import Metrics
 from aggregator.processes import collector_paused, die_with_parent
 from aggregator.publish import (
@@ -49,6 +52,8 @@ __all__ = [
     "open_configured_store",
     "publish_from_store",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def cache_max_age(config: Config) -> int:
@@ -220,20 +225,39 @@ def _render_and_write(
     since = now - timedelta(days=config.defaults.past_days)
     started = time.perf_counter()
     known_news, known_events = known or (None, None)
-    data = PublishInput(
-        config=config,
-        news=store.news(known=known_news),
-        events=store.events(since=since, known=known_events),
-        states=states,
-        now=now,
-        base_url=base_url,
-    )
+    news, news_keys = _with_match_keys(store.news(known=known_news))
+    events, event_keys = _with_match_keys(store.events(since=since, known=known_events))
+    data = PublishInput(config=config, news=news, events=events, states=states, now=now, base_url=base_url)
     read_seconds = time.perf_counter() - started
     report = dataclasses.replace(
         publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
     )
+    # After the publish, not beside it: a thread running would keep it from forking its helper.
+    try:
+        store.save_match_keys([*news_keys, *event_keys])
+    except StoreError as error:  # the keys are computed again next time: speed lost, not output
+        log.warning("de-duplication keys not saved: %s", error)
     remember_publish(config, token, report)
     return report
+
+
+_Item = TypeVar("_Item", StoredNews, StoredEvent)
+
+
+def _with_match_keys(items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item, MatchKeys]]]:
+    """``items``, each read without de-duplication keys (new or changed since the last publish) given them.
+
+    Keys are computed here, in the publishing process, once per record version: the process
+    that fetches and stores pays nothing for them, and the publish saves them in the rows
+    (``Store.save_match_keys``) for every later publish to read.
+    """
+    computed: list[tuple[_Item, MatchKeys]] = []
+    for index, item in enumerate(items):
+        if item.match is None:
+            keys = match_keys(item.record.link, item.record.title)
+            items[index] = dataclasses.replace(item, match=keys)
+            computed.append((items[index], keys))
+    return items, computed
 
 
 def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:

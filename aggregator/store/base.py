@@ -25,7 +25,7 @@ class StoredNews:
     changed_at: datetime  # when its content last changed
     # The store's digest of the record's content ("" when unknown): lets publish skip unchanged files.
     content_hash: str = field(default="", compare=False)
-    # De-duplication keys stored with the row (None: not stored under the current rules; computed when needed).
+    # De-duplication keys saved in the row (None: not yet, or under other rules; the publish computes them).
     match: MatchKeys | None = field(default=None, compare=False)
 
 
@@ -75,6 +75,14 @@ class Store(Protocol):
         known: Mapping[tuple[str, str], StoredEvent] | None = None,
     ) -> list[StoredEvent]:
         """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one (``known``: as news)."""
+        ...
+
+    def save_match_keys(self, keys: Sequence[tuple[StoredNews | StoredEvent, MatchKeys]]) -> int:
+        """Store de-duplication keys computed for items read without them (``match`` None); returns rows updated.
+
+        Rows whose content changed since they were read are left alone. Changes no output:
+        the generation does not rise.
+        """
         ...
 
     def state(self, name: str) -> SourceState:

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from aggregator.errors import StoreError
-from aggregator.matching import RULES, MatchKeys, match_keys
+from aggregator.matching import RULES, MatchKeys
 from aggregator.processes import collector_paused
 from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
 from aggregator.store import codec
@@ -69,13 +69,15 @@ _KNOWN_SHARE = 4  # more than a quarter of the rows changed: one ordered scan be
 _Row = TypeVar("_Row", StoredNews, StoredEvent)
 
 
-def _match_values(record: Record) -> dict[str, Any]:
-    """The row's de-duplication key columns (see ``schema.records``)."""
-    keys = match_keys(record.link, record.title)
+_NO_MATCH_KEYS: dict[str, Any] = {"match_rules": None, "match_link": None, "match_title": None}
+
+
+def _match_values(link: str | None, keys: MatchKeys) -> dict[str, Any]:
+    """The row's de-duplication key columns (see ``schema.records``) for a record with ``link``."""
     canonical = keys.canonical
     # NULL: the same as the record's link (the usual case, nothing stored twice); "": no usable link.
-    link = None if canonical == record.link else (canonical or "")
-    return {"match_rules": RULES, "match_link": link, "match_title": keys.title}
+    stored = None if canonical == link else (canonical or "")
+    return {"match_rules": RULES, "match_link": stored, "match_title": keys.title}
 
 
 def _match(row: Any, record: Record) -> MatchKeys | None:
@@ -321,14 +323,7 @@ class SqlStore:
         return list(versions) == [head]
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision, and the stored de-duplication keys to the current rules.
-
-        Both are no-ops (one query each) when already there.
-        """
-        self._migrate_schema()
-        self._refresh_match_keys()
-
-    def _migrate_schema(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
         if self._at_head():
             return
         from alembic import command  # only needed when the schema must change
@@ -341,50 +336,6 @@ class SqlStore:
                 conn.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK)))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-
-    def _match_rules(self, conn: Connection) -> int | None:
-        value = conn.execute(select(meta.c.value).where(meta.c.name == "match_rules")).scalar_one_or_none()
-        return None if value is None else int(value)
-
-    def _refresh_match_keys(self) -> None:
-        """Store the keys of every row stored without them or under other rules (after an upgrade: once).
-
-        ``meta.match_rules`` records the rules every row was brought to, so a store opened under
-        the same rules checks one row of ``meta``. Rows stay readable meanwhile: keys under
-        other rules are ignored on reading and computed by the publish instead.
-        """
-        with self._transaction("reading the de-duplication rules", write=False) as conn:
-            if self._match_rules(conn) == RULES:
-                return
-        with self._transaction("storing de-duplication keys", write=True) as conn:
-            if self.dialect == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK)))
-            if self._match_rules(conn) == RULES:
-                return  # another process did it meanwhile
-            stale = or_(records.c.match_rules.is_(None), records.c.match_rules != RULES)
-            where = and_(
-                records.c.source == bindparam("b_source"),
-                records.c.kind == bindparam("b_kind"),
-                records.c.key == bindparam("b_key"),
-            )
-            identity = (records.c.source, records.c.kind, records.c.key)
-            query = select(*identity, records.c.payload).where(stale).order_by(*identity).limit(_READ_BATCH)
-            # A batch at a time, in key order from where the last one ended (each batch a range of
-            # the primary key, not a scan from the start): 200,000 payloads are never held at once.
-            rows = conn.execute(query).all()
-            while rows:
-                conn.execute(
-                    records.update().where(where),
-                    [
-                        {"b_source": r.source, "b_kind": r.kind, "b_key": r.key}
-                        | _match_values(codec.decode(r.kind, r.payload))
-                        for r in rows
-                    ],
-                )
-                last = rows[-1]
-                rows = conn.execute(query.where(tuple_(*identity) > tuple_(last.source, last.kind, last.key))).all()
-            conn.execute(meta.delete().where(meta.c.name == "match_rules"))
-            conn.execute(meta.insert().values(name="match_rules", value=RULES))
 
     # -- records -------------------------------------------------------------------------
 
@@ -436,7 +387,7 @@ class SqlStore:
                     "payload": text,
                     "changed_at": now,
                     **_row_values(record, first_seen),
-                    **_match_values(record),
+                    **_NO_MATCH_KEYS,  # a new version's keys come from the next publish (``save_match_keys``)
                 }
                 if old is None:
                     inserts.append(
@@ -478,6 +429,38 @@ class SqlStore:
                 conn.execute(meta.update().where(meta.c.name == "generation").values(value=meta.c.value + 1))
         self.records_written += len(inserts) + len(updates)
         return UpsertSummary(new=len(inserts), updated=len(updates), unchanged=unchanged)
+
+    def save_match_keys(self, keys: Sequence[tuple[StoredNews | StoredEvent, MatchKeys]]) -> int:
+        """Store de-duplication keys computed for items read without them; returns the rows updated.
+
+        A row whose content changed since the item was read keeps its own (empty) keys: the
+        update matches the content digest too. Keys change no output, so the generation stays.
+        In transactions of ``_READ_BATCH`` rows: a writer waiting for the database waits for
+        one batch, not for 200,000 rows.
+        """
+        where = and_(
+            records.c.source == bindparam("b_source"),
+            records.c.kind == bindparam("b_kind"),
+            records.c.key == bindparam("b_key"),
+            records.c.content_hash == bindparam("b_hash"),
+        )
+        updated = 0
+        for start in range(0, len(keys), _READ_BATCH):
+            rows = [
+                {
+                    "b_source": item.record.source,
+                    "b_kind": item.record.kind.value,
+                    "b_key": item.record.key,
+                    "b_hash": item.content_hash,
+                    **_match_values(item.record.link, match),
+                }
+                for item, match in keys[start : start + _READ_BATCH]
+                if item.content_hash
+            ]
+            if rows:
+                with self._transaction("storing de-duplication keys", write=True) as conn:
+                    updated += conn.execute(records.update().where(where), rows).rowcount
+        return updated
 
     def _record_query(self, kind: RecordKind, source: str | None, tag: str | None, *, light: bool = False) -> Any:
         """The rows of ``kind`` (of one source, with one tag); ``light``: identity and content digest only."""

@@ -17,6 +17,7 @@ import pytest
 
 from aggregator.config import Config
 from aggregator.fragments import CACHE_FILE
+from aggregator.matching import match_keys
 from aggregator.publish import PublishReport
 from aggregator.records import NewsRecord
 from aggregator.runtime import publish_from_store
@@ -169,3 +170,25 @@ def test_fragments_of_a_removed_source_are_deleted_when_everything_is_published_
     # gamma's news item (RSS, Atom, JSON Feed) and its 4 events' VEVENTs are gone.
     assert with_gamma == {"atom": 4, "json": 4, "rss": 4, "vevent": 9}
     assert _rows(config) == {"atom": 3, "json": 3, "rss": 3, "vevent": 5}
+
+
+def test_a_publish_saves_the_de_duplication_keys_of_rows_read_without_them(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    """Keys are computed by the first publish after a record is stored, and read by every later one."""
+    _syndicated(store)
+    assert {n.match for n in store.news()} == {None}
+
+    first, first_files = _forced(config, store, tmp_path / "first")
+
+    news = store.news()
+    assert len(news) == 5
+    assert [n.match for n in news] == [match_keys(n.record.link, n.record.title) for n in news]
+    events = store.events(since=NOW - timedelta(days=config.defaults.past_days))  # what a publish reads
+    assert len(events) == 9
+    assert [e.match for e in events] == [match_keys(e.record.link, e.record.title) for e in events]
+    # Merging with the keys read from the rows gives the same files, beta's re-post still folded in.
+    second, second_files = _forced(config, store, tmp_path / "second")
+    assert second_files == first_files
+    assert second_files["news.xml"].decode().count("Grazer Cluster eröffnet Wasserstoff-Testfeld") == 1
+    assert sorted(second.written) == sorted(first.written)

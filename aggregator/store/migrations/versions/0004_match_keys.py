@@ -6,7 +6,7 @@ Create Date: 2026-11-27
 
 A publish used to compute (or look up in its render cache) every item's keys; stored
 with the row, they are computed once per record version. Rows written before this
-revision have none (NULL rules): the store fills them in when it opens the database.
+revision have none (NULL rules): the next publish computes and saves them.
 """
 
 from __future__ import annotations
