@@ -24,7 +24,8 @@ stay apart, and a recurring series merges only with the same rule and the
 same first start.
 
 An item read from a store carries its canonical link and title key
-(``matching``), computed when the record was stored. Inside ``dedupe_memo()``
+(``matching``), computed by the first publish that read its version and saved
+in its row. Inside ``dedupe_memo()``
 (one publish) every other key (day, start, and the links and titles of records
 not from a store) is computed once, however many scopes (merged, per tag) merge
 the item; outside it they are computed per call. The memo never changes a
