@@ -32,11 +32,6 @@ class MatchKeys:
     canonical: str | None
     title: int
 
-    @staticmethod
-    def of(link: str | None, canonical: str | None, title: int) -> MatchKeys:
-        """Keys whose canonical link is the record's own link object when equal (one string in memory, not two)."""
-        return MatchKeys(link if canonical == link else canonical, title)
-
 
 def reposted(link: str | None, canonical: str | None) -> bool:
     """Tracking parameters or a fragment in the link: the mark of a re-post, not the original."""
@@ -80,8 +75,12 @@ def title_key(title: str) -> int:
 
 
 def match_keys(link: str | None, title: str) -> MatchKeys:
-    """The keys of a record with this link and title."""
-    return MatchKeys.of(link, None if link is None else canonical_url(link), title_key(title))
+    """The keys of a record with this link and title.
+
+    The canonical link is the record's own link object when they are equal (one string in memory, not two).
+    """
+    canonical = None if link is None else canonical_url(link)
+    return MatchKeys(link if canonical == link else canonical, title_key(title))
 
 
 def _rules() -> int:
