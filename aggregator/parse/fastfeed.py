@@ -37,7 +37,7 @@ from feedparser.urls import _urljoin, make_safe_absolute_uri, resolve_relative_u
 from lxml import etree
 
 from aggregator.config import SourceConfig
-from aggregator.parse._common import bounded_html, read_feed_date, text_to_html
+from aggregator.parse._common import bounded_html, read_feed_date, split_author, text_to_html
 from aggregator.records import Enclosure
 from aggregator.sanitize import clean_text, html_to_text
 from aggregator.urls import absolute_url
@@ -71,9 +71,6 @@ _IGNORED = frozenset(
 )
 # Namespaced entry elements and the feedparser handler they share.
 _NAMESPACED = {f"{{{_CONTENT}}}encoded": "content", f"{{{_DC}}}creator": "author", f"{{{_DC}}}date": "updated"}
-_FEEDPARSER_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
 # Markup that feedparser's URI resolver and sanitiser both give back unchanged: these tags without
 # attributes, and text without "<", ">", "&" or CR (tests/parse/test_fastfeed.py checks it against
 # them). Such a fragment skips their two sgmllib passes, the largest cost left on this path.
@@ -205,7 +202,7 @@ def _text_kind(text: _Text, base: str, *, atom: bool) -> tuple[str, str]:
 
 
 def _sync_author(entry: _Entry) -> None:
-    """feedparser's ``_sync_author_detail``: author string from the last author, or the other way round."""
+    """feedparser's ``_sync_author_detail`` (as patched in ``parse/feed.py``): author string from the last author, or the other way round."""
     detail = entry.authors[-1] if entry.authors else {}
     if detail:
         name, email = detail.get("name"), detail.get("email")
@@ -216,18 +213,9 @@ def _sync_author(entry: _Entry) -> None:
         elif email:
             entry.author = email
         return
-    author, email = entry.author, None
-    if not author:
+    if not entry.author:
         return
-    match = _FEEDPARSER_EMAIL.search(author)
-    if match:
-        email = match.group(0)
-        author = author.replace(email, "").replace("()", "").replace("<>", "").replace("&lt;&gt;", "").strip()
-        if author and author[0] == "(":
-            author = author[1:]
-        if author and author[-1] == ")":
-            author = author[:-1]
-        author = author.strip()
+    author, email = split_author(entry.author)
     if author:
         detail["name"] = author
     if email:

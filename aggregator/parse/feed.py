@@ -34,6 +34,7 @@ from aggregator.parse._common import (
     hash_id,
     merge_tags,
     read_feed_date,
+    split_author,
     text_to_html,
     title_from_summary,
 )
@@ -54,6 +55,39 @@ _LATIN1_NAMES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "us-ascii
 _UTF8_NAMES = {"utf-8", "utf8"}
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 _CHARACTER_REFERENCE = re.compile(r"&#([xX][0-9a-fA-F]+|[0-9]+);")
+
+
+def _sync_author_detail(self: Any, key: str = "author") -> None:
+    """feedparser 6.0's ``_sync_author_detail`` with ``split_author`` for the address.
+
+    Its own pattern cuts an address after four letters of top-level domain and backtracks
+    for seconds on a crafted author string (see ``split_author``); the rest is unchanged.
+    """
+    context = self._get_context()
+    detail = context.get(f"{key}s", [feedparser.FeedParserDict()])[-1]
+    if detail:
+        name, email = detail.get("name"), detail.get("email")
+        if name and email:
+            context[key] = f"{name} ({email})"
+        elif name:
+            context[key] = name
+        elif email:
+            context[key] = email
+        return
+    author = context.get(key)
+    if not author:
+        return
+    name, email = split_author(author)
+    if name or email:
+        context.setdefault(f"{key}_detail", detail)
+    if name:
+        detail["name"] = name
+    if email:
+        detail["email"] = email
+
+
+# Every feedparser parser (strict and lenient) inherits this method from the mixin.
+feedparser.mixin._FeedParserMixin._sync_author_detail = _sync_author_detail
 
 
 def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:

@@ -330,3 +330,39 @@ def test_rfc822_date_with_european_zone_name_keeps_its_offset() -> None:
     assert item.published == datetime(2025, 7, 1, 10, 0, tzinfo=CEST)
     assert item.published is not None
     assert item.published.utcoffset() == timedelta(hours=2)
+
+
+_AUTHORS_RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Cluster</title>
+<link>https://www.cluster.example/</link><description>News</description>
+<item><title>One</title><link>https://www.cluster.example/1</link>
+<author>info@www.aerospace-cluster-finland.example (Clusterland Editorial Team)</author></item>
+<item><title>Two</title><link>https://www.cluster.example/2</link><dc:creator>presse@cluster.berlin</dc:creator></item>
+<item><title>Three</title><link>https://www.cluster.example/3</link>
+<author>Eva Gruber &lt;eva@cluster.swiss&gt;</author></item>
+<item><title>Four</title><link>https://www.cluster.example/4</link><author>office@cluster.at (Anna Kofler)</author></item>
+<item><title>Five</title><link>https://www.cluster.example/5</link><author>AUTHOR</author></item>
+</channel></rss>
+"""
+
+
+@pytest.mark.parametrize("well_formed", [True, False], ids=["fast-path", "feedparser-lenient"])
+def test_author_addresses_with_long_top_level_domains_keep_the_name_whole(well_formed: bool) -> None:
+    # feedparser 6.0 cut the address after four letters of domain: "ple (Clusterland Editorial Team".
+    # The ill-formed copy (an unclosed element at the end) is read by feedparser's lenient parser.
+    long_author = "a@" + "a." * 16_000 + "!"
+    body = _AUTHORS_RSS.replace("AUTHOR", long_author)
+    if not well_formed:
+        body = body.replace("</channel></rss>", "<broken></channel></rss>")
+    result = _parse("-", "https://www.cluster.example/feed.xml", body=body.encode())
+
+    assert [n.title for n in result.news] == ["One", "Two", "Three", "Four", "Five"]
+    assert [n.authors for n in result.news] == [
+        ("Clusterland Editorial Team",),
+        ("presse@cluster.berlin",),
+        ("Eva Gruber",),
+        ("Anna Kofler",),
+        # Too long to hold an address: kept as written, not searched (feedparser's pattern took seconds).
+        (long_author,),
+    ]
+    assert bool(result.problems) is not well_formed
