@@ -214,6 +214,11 @@ def _summary_from_feedparser(entry: Any, base: str) -> str:
     return bounded_html(html, base_url=base)
 
 
+def _category_name(tag: Any) -> str:
+    """An Atom category's ``label`` (RFC 4287: "for display"), else its ``term`` (RSS: the element's text)."""
+    return str(tag.get("label") or tag.get("term") or "")
+
+
 def _item_from_feedparser(entry: Any, base: str, source: SourceConfig) -> _Item:
     notes: list[str] = []
     title_detail = _get(entry, "title_detail") or {}
@@ -245,7 +250,7 @@ def _item_from_feedparser(entry: Any, base: str, source: SourceConfig) -> _Item:
         published=published or updated,
         updated=updated,
         authors=tuple(dict.fromkeys(clean_text(a) for a in authors if clean_text(a))),
-        categories=tuple(str(t.get("term") or t.get("label") or "") for t in _get(entry, "tags") or []),
+        categories=tuple(_category_name(t) for t in _get(entry, "tags") or []),
         enclosures=tuple(dict.fromkeys(enclosures)),
         notes=tuple(notes),
     )

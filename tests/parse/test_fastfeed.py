@@ -113,7 +113,7 @@ def test_atom_quirks_take_the_fast_path_and_match_feedparser_field_by_field() ->
         published=datetime(2026, 3, 2, 14, 30, tzinfo=CET),
         updated=datetime(2026, 3, 3, 9, 0, tzinfo=CET),
         authors=("Claire Martin",),
-        tags=("photonique", "Appels à projets"),
+        tags=("Photonique", "Appels à projets"),
         enclosures=(
             Enclosure("https://www.minalogic.example.fr/docs/cahier-des-charges.pdf", "application/pdf", 120400),
         ),

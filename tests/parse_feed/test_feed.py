@@ -88,7 +88,7 @@ def test_atom10_xhtml_content_xml_base_and_authors() -> None:
     assert call.published == datetime(2025, 5, 5, 10, 0, tzinfo=CEST)
     assert call.updated == datetime(2025, 5, 6, 11, 0, tzinfo=CEST)
     assert call.authors == ("Els Peeters", "Tom Claes")
-    assert call.tags == ("smart-grids", "funding")
+    assert call.tags == ("Smart grids", "funding")
     assert call.enclosures == (
         Enclosure("https://www.flux50.example.be/media/call-text-2025.pdf", "application/pdf", 90210),
     )
