@@ -33,7 +33,7 @@ from icalendar.prop import vBroken, vDDDTypes, vText, vUnknown
 
 from aggregator.config import SourceConfig
 from aggregator.parse._common import UNTITLED, bounded_html, hash_id, merge_tags, text_to_html
-from aggregator.parse.tzmap import iana_for_windows
+from aggregator.parse.tzmap import iana_for_windows, same_windows_zone
 from aggregator.records import EventRecord, EventStatus, ParseResult, Problem, Strategy
 from aggregator.sanitize import clean_text
 from aggregator.urls import absolute_url
@@ -190,7 +190,7 @@ class _Zones:
 
     def _resolve(self, tzid: str) -> tuple[ZoneInfo, str | None]:
         if (zone := _zone_named(tzid)) is not None:
-            return zone, None
+            return self._own_if_windows_twin(tzid, zone), None
         vtimezone = self.vtimezones.get(tzid)
         if vtimezone is not None:
             location = vtimezone.get("X-LIC-LOCATION")
@@ -199,6 +199,18 @@ class _Zones:
             if (zone := self._by_offsets(vtimezone)) is not None:
                 return zone, None
         return self.source_zone, f"unknown time zone {tzid!r}; times read in {self.source_zone.key}"
+
+    def _own_if_windows_twin(self, tzid: str, zone: ZoneInfo) -> ZoneInfo:
+        """The source's own zone for a Windows name that covers it (else CLDR's default zone for that name).
+
+        Same rules, so the same instants, but the calendar shows the zone the cluster is in:
+        an Austrian cluster's "W. Europe Standard Time" meeting is in Europe/Vienna, not Berlin.
+        An IANA TZID is taken as written.
+        """
+        own = self.source_zone
+        if zone.key != own.key and iana_for_windows(tzid) == zone.key and same_windows_zone(zone.key, own.key):
+            return own
+        return zone
 
     def _by_offsets(self, vtimezone: Component) -> ZoneInfo | None:
         """The first candidate zone whose mid-winter and mid-summer offsets match the VTIMEZONE's."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["WINDOWS_TO_IANA", "iana_for_windows"]
+from tzlocal.windows_tz import tz_win
+
+__all__ = ["WINDOWS_TO_IANA", "iana_for_windows", "same_windows_zone"]
 
 WINDOWS_TO_IANA: dict[str, str] = {
     "AUS Central Standard Time": "Australia/Darwin",
@@ -197,3 +199,14 @@ def iana_for_windows(name: str) -> str | None:
     rest = cleaned[prefix.end() :].strip().lower()
     first_city = re.split(r"\s*[,/]\s*", rest, maxsplit=1)[0]
     return _DISPLAY_FIRST_CITY.get(first_city) or _BY_LOWER.get(rest)
+
+
+def same_windows_zone(first: str, second: str) -> bool:
+    """True when Windows files both IANA zones under one name ("W. Europe Standard Time": Berlin, Vienna, Rome...).
+
+    A Windows name stands for every zone of its group, not only for CLDR's default one: in a
+    Vienna cluster's Outlook export, "W. Europe Standard Time" is Europe/Vienna. The mapping of
+    every zone to its Windows name is CLDR's, as tzlocal ships it.
+    """
+    name = tz_win.get(first)
+    return name is not None and name == tz_win.get(second)

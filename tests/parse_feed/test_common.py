@@ -22,7 +22,7 @@ VIENNA = ZoneInfo("Europe/Vienna")
 
 
 def test_public_names_are_exported() -> None:
-    assert tzmap.__all__ == ["WINDOWS_TO_IANA", "iana_for_windows"]
+    assert tzmap.__all__ == ["WINDOWS_TO_IANA", "iana_for_windows", "same_windows_zone"]
     assert all(hasattr(_common, name) for name in _common.__all__)
 
 

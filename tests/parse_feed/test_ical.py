@@ -84,15 +84,53 @@ def test_outlook_windows_zone_names_become_iana_zones() -> None:
     )
     assert berlin.location == "IHK Stuttgart"
     assert berlin.last_modified == datetime(2025, 1, 10, 9, 30, 12, tzinfo=UTC_ZONE)
+    # Windows counts Brussels, the source's zone, in "Romance Standard Time" (CLDR's default: Paris).
     assert (paris.start, paris.timezone) == (
-        datetime(2025, 9, 10, 9, 30, tzinfo=ZoneInfo("Europe/Paris")),
-        "Europe/Paris",
+        datetime(2025, 9, 10, 9, 30, tzinfo=BRUSSELS),
+        "Europe/Brussels",
     )
     # DURATION:PT2H gives the end.
     assert (london.start, london.end, london.timezone) == (
         datetime(2025, 10, 21, 10, 0, tzinfo=ZoneInfo("Europe/London")),
         datetime(2025, 10, 21, 12, 0, tzinfo=ZoneInfo("Europe/London")),
         "Europe/London",
+    )
+
+
+@pytest.mark.parametrize(
+    ("source_zone", "tzid", "expected"),
+    [
+        ("Europe/Vienna", "W. Europe Standard Time", "Europe/Vienna"),
+        ("Europe/Rome", '"W. Europe Standard Time"', "Europe/Rome"),
+        ("Europe/Ljubljana", "Central Europe Standard Time", "Europe/Ljubljana"),
+        ("Europe/Helsinki", "FLE Standard Time", "Europe/Helsinki"),
+        ("Europe/Lisbon", "GMT Standard Time", "Europe/Lisbon"),
+        # Not in that Windows zone's group: CLDR's default zone for the name.
+        ("Europe/Helsinki", "W. Europe Standard Time", "Europe/Berlin"),
+        ("Europe/Vienna", "Romance Standard Time", "Europe/Paris"),
+        # An IANA name is taken as written, even in a calendar of another zone with the same rules.
+        ("Europe/Vienna", "Europe/Berlin", "Europe/Berlin"),
+    ],
+)
+def test_a_windows_zone_name_is_read_as_the_sources_own_zone_when_windows_counts_it_in(
+    source_zone: str, tzid: str, expected: str
+) -> None:
+    body = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:meeting@cluster.example.eu\r\nDTSTAMP:20260101T000000Z\r\n"
+        f"DTSTART;TZID={tzid}:20260709T093000\r\nDTEND;TZID={tzid}:20260709T110000\r\n"
+        "SUMMARY:Cluster-Treffen\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+    source = SourceConfig(name="src", url="https://www.cluster.example.eu/events.ics", timezone=ZoneInfo(source_zone))
+
+    result = parse_ical(body, source=source, url=source.url, fetched_at=FETCHED)
+
+    assert result.problems == ()
+    (event,) = result.events
+    assert (event.start, event.end, event.timezone) == (
+        datetime(2026, 7, 9, 9, 30, tzinfo=ZoneInfo(expected)),
+        datetime(2026, 7, 9, 11, 0, tzinfo=ZoneInfo(expected)),
+        expected,
     )
 
 
