@@ -33,6 +33,7 @@ __all__ = [
     "item_id",
     "memoized",
     "news_date",
+    "news_modified",
     "news_pieces",
     "plain_text",
     "plain_title",
@@ -190,6 +191,17 @@ _PERCENT = tuple(f"%{byte:02X}" for byte in range(256))
 def news_date(item: StoredNews) -> datetime:
     """The date a news item is sorted and dated by: published, else when we first saw it."""
     return item.record.published or item.first_seen
+
+
+def news_modified(item: StoredNews) -> datetime | None:
+    """When a news item last changed: the later of its source's own date and the change we saw.
+
+    None when neither says it ever changed. The moment we first stored an item is not a
+    modification: a feed's items would all look "updated" at the first fetch.
+    """
+    seen_change = item.changed_at if item.changed_at > item.first_seen else None
+    stamps = [d for d in (item.record.updated, seen_change) if d is not None]
+    return max(stamps) if stamps else None
 
 
 _MICROSECOND = timedelta(microseconds=1)

@@ -10,6 +10,8 @@ from aggregator.publish._common import (
     attr,
     feed_updated,
     memoized,
+    news_date,
+    news_modified,
     news_pieces,
     rfc3339,
     safe_url,
@@ -34,8 +36,9 @@ def _render_entry(item: StoredNews) -> str:
     record = item.record
     pieces = news_pieces(item)
     published = record.published
-    dated = [d for d in (record.updated, published) if d is not None]
-    updated = max(dated) if dated else item.first_seen
+    modified = news_modified(item)
+    # Required in Atom: the last change when there was one, else the item's own date.
+    updated = max(news_date(item), modified) if modified is not None else news_date(item)
     parts = [
         "<entry>\n<id>",
         text(pieces.id),

@@ -10,6 +10,7 @@ from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
     memoized,
+    news_modified,
     news_pieces,
     rfc3339,
     safe_url,
@@ -47,7 +48,9 @@ def _render_item(item: StoredNews) -> str:
     out["title"] = pieces.title
     out["content_html"] = pieces.summary
     out["date_published"] = rfc3339(record.published or item.first_seen)
-    out["date_modified"] = rfc3339(record.updated or item.changed_at)
+    modified = news_modified(item)
+    if modified is not None:  # optional in JSON Feed: left out for an item never seen to change
+        out["date_modified"] = rfc3339(modified)
     authors = pieces.authors
     if authors:
         out["authors"] = [{"name": a} for a in authors]

@@ -233,3 +233,45 @@ def test_feed_without_items_is_valid_and_stable(feeds_dir, publish_input):
     assert root.find("channel/item") is None
     assert root.findtext("channel/lastBuildDate") == "Thu, 01 Jan 1970 00:00:00 +0000"
     assert json.loads((feeds_dir / "news.json").read_bytes())["items"] == []
+
+
+def test_modified_dates_say_when_an_item_changed_and_only_then(feeds_dir, publish_input, make_news):
+    seen = datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
+    published = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    items = [
+        # Stored once, never changed: the moment we first stored it is no modification.
+        make_news("alpha", "never", "Never changed", published=published, first_seen=seen, changed_at=seen),
+        # We saw its content change on 18 November.
+        make_news(
+            "alpha",
+            "seen",
+            "Seen to change",
+            published=published,
+            first_seen=seen,
+            changed_at=datetime(2026, 11, 18, 7, 15, tzinfo=UTC),
+        ),
+        # The source dates its own update (later than the change we saw).
+        make_news(
+            "alpha",
+            "dated",
+            "Dated by its source",
+            published=published,
+            first_seen=seen,
+            changed_at=datetime(2026, 11, 18, 7, 15, tzinfo=UTC),
+            updated=datetime(2026, 11, 19, 16, 0, tzinfo=UTC),
+        ),
+    ]
+    publish(feeds_dir, publish_input(news=items))
+
+    by_title = {i["title"]: i for i in json.loads((feeds_dir / "news.json").read_bytes())["items"]}
+    assert {t: (i["date_published"], i.get("date_modified")) for t, i in by_title.items()} == {
+        "Never changed": ("2026-11-02T09:00:00Z", None),
+        "Seen to change": ("2026-11-02T09:00:00Z", "2026-11-18T07:15:00Z"),
+        "Dated by its source": ("2026-11-02T09:00:00Z", "2026-11-19T16:00:00Z"),
+    }
+    entries = feedparser.parse((feeds_dir / "news.atom").read_bytes()).entries
+    assert {e.title: (e.published, e.updated) for e in entries} == {
+        "Never changed": ("2026-11-02T09:00:00Z", "2026-11-02T09:00:00Z"),
+        "Seen to change": ("2026-11-02T09:00:00Z", "2026-11-18T07:15:00Z"),
+        "Dated by its source": ("2026-11-02T09:00:00Z", "2026-11-19T16:00:00Z"),
+    }
