@@ -32,6 +32,7 @@ from aggregator.publish import (
     PublishInput,
     PublishReport,
     change_token,
+    news_per_source,
     publish,
     published_still_current,
     remember_publish,
@@ -174,7 +175,7 @@ def _read_ahead(config: Config, parent_pid: int) -> None:
     store = open_configured_store(config)
     since = datetime.now(UTC) - timedelta(days=config.defaults.past_days)
     with collector_paused():
-        news = {(i.record.source, i.record.key): i for i in store.news()}
+        news = {(i.record.source, i.record.key): i for i in store.news(per_source=news_per_source(config))}
         events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
     _READ_AHEAD.append((_store_location(config), store, news, events))
 
@@ -225,7 +226,7 @@ def _render_and_write(
     since = now - timedelta(days=config.defaults.past_days)
     started = time.perf_counter()
     known_news, known_events = known or (None, None)
-    news, news_keys = _with_match_keys(store.news(known=known_news))
+    news, news_keys = _with_match_keys(store.news(known=known_news, per_source=news_per_source(config)))
     events, event_keys = _with_match_keys(store.events(since=since, known=known_events))
     data = PublishInput(config=config, news=news, events=events, states=states, now=now, base_url=base_url)
     read_seconds = time.perf_counter() - started

@@ -39,16 +39,36 @@ from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent, StoredNews
 from aggregator.urls import absolute_url
 
-__all__ = ["PublishInput", "PublishReport", "change_token", "publish", "published_still_current", "remember_publish"]
+__all__ = [
+    "PublishInput",
+    "PublishReport",
+    "change_token",
+    "news_per_source",
+    "publish",
+    "published_still_current",
+    "remember_publish",
+]
 
 GENERATOR = "clusterfeeds 0.1"
 _FEED_SUFFIXES = (".xml", ".atom", ".json", ".ics")
 
 
+def news_per_source(config: Config) -> int:
+    """How many of each source's newest news a publish needs: what its capped files can show.
+
+    A source's own files show its newest ``max_items``; the merged and tag feeds de-duplicate
+    the newest ``2 * max_items`` of their sources (``_merged_newest``), and an item among those
+    is among the newest ``2 * max_items`` of its own source. So reading that many per source
+    gives the same files as reading everything (unless over half of the newest items are
+    copies of each other), and a daemon's publish no longer grows with years of history.
+    """
+    return 2 * config.defaults.max_items
+
+
 @dataclass(frozen=True, slots=True)
 class PublishInput:
     config: Config
-    news: Sequence[StoredNews]  # all stored news
+    news: Sequence[StoredNews]  # stored news: all, or at least each source's newest ``news_per_source``
     events: Sequence[StoredEvent]  # events inside the past window, and all recurring ones
     states: Sequence[SourceState]
     now: datetime
@@ -354,7 +374,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                 site=_site(s),
                 tags=s.tags,
                 state=states.get(s.name),
-                items=len(news_by_source[s.name]) + len(events_by_source[s.name]),
+                items=min(len(news_by_source[s.name]), cap) + len(events_by_source[s.name]),
             )
             for s in sources
         ]

@@ -58,11 +58,14 @@ class Store(Protocol):
         tag: str | None = None,
         limit: int | None = None,
         known: Mapping[tuple[str, str], StoredNews] | None = None,
+        per_source: int | None = None,
     ) -> list[StoredNews]:
         """News newest first (published, else first_seen).
 
         ``known`` (by source and key: an earlier read) is taken as it is for every row whose
         content digest is still the same; only the other rows' payloads are read and decoded.
+        ``per_source``: only the newest that many of each source (ties broken by key), so a
+        publish reads what its capped feeds can show, not every item stored over the years.
         """
         ...
 

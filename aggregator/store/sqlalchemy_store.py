@@ -88,6 +88,24 @@ def _match(row: Any, record: Record) -> MatchKeys | None:
     return MatchKeys(record.link if stored is None else (stored or None), row.match_title)
 
 
+def _newest_of_each_source(query: Any, per_source: int | None) -> Any:
+    """``query`` (news rows) narrowed to each source's newest ``per_source`` (all when None)."""
+    if per_source is None:
+        return query
+    newest_first = (records.c.sort_at.desc(), records.c.key)
+    ranked = (
+        select(
+            records.c.source.label("ranked_source"),
+            records.c.key.label("ranked_key"),
+            func.row_number().over(partition_by=records.c.source, order_by=newest_first).label("rank"),
+        )
+        .where(records.c.kind == RecordKind.NEWS.value)
+        .subquery("ranked")
+    )
+    same_row = and_(ranked.c.ranked_source == records.c.source, ranked.c.ranked_key == records.c.key)
+    return query.join(ranked, same_row).where(ranked.c.rank <= per_source)
+
+
 def _stored_news(row: Any) -> StoredNews:
     record = codec.decode(RecordKind.NEWS, row.payload)
     assert isinstance(record, NewsRecord)
@@ -499,21 +517,33 @@ class SqlStore:
         tag: str | None = None,
         limit: int | None = None,
         known: Mapping[tuple[str, str], StoredNews] | None = None,
+        per_source: int | None = None,
     ) -> list[StoredNews]:
         """News newest first (published, else first_seen); ``tag`` matches ignoring case.
 
+        ``per_source``: only each source's newest that many (ties by key, as ``sort_news``).
+
         With ``known``, rows whose content digest is unchanged are taken from it (see ``_read_known``).
         """
+        if per_source is not None and self._most_news_of_one_source() <= per_source:
+            per_source = None  # no source has more: ranking would cost a sort and leave every row
         order = (records.c.sort_at.desc(), records.c.source, records.c.key)
-        query = self._record_query(RecordKind.NEWS, source, tag).order_by(*order)
+        query = _newest_of_each_source(self._record_query(RecordKind.NEWS, source, tag), per_source).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
         if known is None:
             return self._read("reading news", query, _stored_news)
-        light = self._record_query(RecordKind.NEWS, source, tag, light=True).order_by(*order)
+        light = self._record_query(RecordKind.NEWS, source, tag, light=True)
+        light = _newest_of_each_source(light, per_source).order_by(*order)
         if limit is not None:
             light = light.limit(limit)
         return self._read_known("reading news", light, query, RecordKind.NEWS, known, _stored_news)
+
+    def _most_news_of_one_source(self) -> int:
+        per_source = select(func.count().label("stored")).where(records.c.kind == RecordKind.NEWS.value)
+        counts = per_source.group_by(records.c.source).subquery()
+        with self._transaction("counting news", write=False) as conn:
+            return int(conn.execute(select(func.coalesce(func.max(counts.c.stored), 0))).scalar_one())
 
     def events(
         self,

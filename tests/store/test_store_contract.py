@@ -247,6 +247,31 @@ def test_news_filters_by_source_and_by_tag_ignoring_case(store: SqlStore) -> Non
     assert store.news(tag="Aerospace") == []
 
 
+def test_news_per_source_keeps_each_sources_newest_with_ties_by_key(store: SqlStore) -> None:
+    day = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    saxony = [news(f"sx-{n}", f"Saxony {n}", day + timedelta(days=n)) for n in range(5)]
+    # Two of the same moment: the smaller key counts as the newer, as in the published order.
+    tied = [news("b-tie", "Tie b", day + timedelta(days=3), source="biopro"), news("a-tie", "Tie a", day + timedelta(days=3), source="biopro")]  # fmt: skip
+    undated = news("bp-undated", "Undated: first seen counts", None, source="biopro")
+    store.upsert("silicon-saxony", saxony, now=NOW)
+    store.upsert("biopro", [*tied, undated, news("bp-old", "Old", day, source="biopro")], now=NOW)
+
+    newest_two = store.news(per_source=2)
+
+    assert [(n.record.source, n.record.id) for n in newest_two] == [
+        ("biopro", "bp-undated"),  # first seen on 26 November
+        ("silicon-saxony", "sx-4"),
+        ("biopro", "a-tie"),  # the same moment as sx-3: by source, then key
+        ("silicon-saxony", "sx-3"),
+    ]
+    assert store.news(per_source=2, known=_by_key(store.news())) == newest_two
+    assert store.news(per_source=2, known={}) == newest_two
+    assert [n.record.id for n in store.news(per_source=1, source="silicon-saxony")] == ["sx-4"]
+    # Enough for every source: all of them, as without the argument.
+    assert store.news(per_source=5) == store.news()
+    assert len(store.news(per_source=5)) == 9
+
+
 def test_changed_tags_replace_the_old_ones(store: SqlStore) -> None:
     store.upsert("silicon-saxony", [MATCHMAKING], now=NOW)
     store.upsert("silicon-saxony", [dataclasses.replace(MATCHMAKING, tags=("Life Sciences",))], now=LATER)
