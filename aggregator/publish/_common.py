@@ -35,6 +35,7 @@ __all__ = [
     "news_date",
     "news_modified",
     "news_pieces",
+    "plain_lines",
     "plain_text",
     "plain_title",
     "render_memo",
@@ -154,6 +155,19 @@ def plain_text(value: str) -> str:
             break
         current = following
     return _SCRIPT_SCHEME.sub("\\1\u200b\\2", current)
+
+
+# Where a line ends in HTML: a break, or the end of a block. Split there, each piece becomes plain text.
+_LINE_END = re.compile(r"<br\s*/?>|</(?:p|div|li|h[1-6]|tr|blockquote|pre|dd|dt)\s*>", re.IGNORECASE)
+
+
+def plain_lines(value: str) -> str:
+    """``plain_text`` that keeps the fragment's paragraphs and line breaks as ``\n`` (empty lines dropped).
+
+    For calendar descriptions: an agenda of five lines should not reach Outlook as one.
+    """
+    pieces = _LINE_END.split(value) if "<" in value else value.splitlines()
+    return "\n".join(line for line in map(plain_text, pieces) if line)
 
 
 def plain_title(title: str) -> str:

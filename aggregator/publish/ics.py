@@ -17,7 +17,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.fragments import fragment as stored_fragment
-from aggregator.publish._common import memoized, plain_text, plain_title, safe_html, safe_url
+from aggregator.publish._common import memoized, plain_lines, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
 from aggregator.records import EventRecord
 from aggregator.sanitize import clean_text
@@ -27,6 +27,7 @@ __all__ = [
     "PRODID",
     "current_events",
     "current_until",
+    "escape_lines",
     "escape_text",
     "event_zone",
     "fold",
@@ -54,6 +55,11 @@ class _Rendered:
 def escape_text(value: str) -> str:
     """TEXT value (RFC 5545 3.3.11): control characters and line breaks gone, ``\\ ; ,`` escaped."""
     return clean_text(value).replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+
+
+def escape_lines(value: str) -> str:
+    """Lines of TEXT: each escaped as ``escape_text``, the breaks between them written ``\\n`` (RFC 5545 3.3.11)."""
+    return "\\n".join(escape_text(line) for line in value.split("\n"))
 
 
 def fold(line: str) -> str:
@@ -214,10 +220,10 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
     lines.append(f"SUMMARY:{escape_text(plain_title(record.title))}")
     if record.location and (location := escape_text(plain_text(record.location))):
         lines.append(f"LOCATION:{location}")
-    description = plain_text(safe_html(record.description))
-    if description:
-        lines.append(f"DESCRIPTION:{escape_text(description)}")
     link = safe_url(record.link)
+    description = _description(plain_lines(safe_html(record.description)), link)
+    if description:
+        lines.append(f"DESCRIPTION:{escape_lines(description)}")
     if link:
         lines.append(f"URL:{link}")
     categories = [escape_text(plain_text(t)) for t in record.tags if plain_text(t)]
@@ -226,6 +232,17 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
     lines.append("END:VEVENT")
     body = "".join([fold(line) for line in lines]).encode("utf-8")
     return _Rendered(body, zone.key if zone else None, _years(record))
+
+
+def _description(text: str, link: str | None) -> str:
+    """The event's text, ending with its page's address unless the text already gives it.
+
+    Google Calendar and Outlook show no URL property: the description is the only place
+    where their users find the link to the event's page (and they make it clickable).
+    """
+    if not link or link in text:
+        return text
+    return f"{text}\n\n{link}" if text else link
 
 
 def _end(record: EventRecord) -> datetime | date | None:

@@ -11,7 +11,7 @@ import lxml.html
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.publish._common import plain_text, plain_title, safe_html
+from aggregator.publish._common import plain_lines, plain_text, plain_title, safe_html
 from aggregator.publish.ics import render_ics
 from aggregator.records import EventRecord
 from aggregator.sanitize import sanitize_html
@@ -156,7 +156,7 @@ def test_whatever_text_goes_into_the_ics_writer_reads_back_the_same(
     event = events[0]
     assert str(event["SUMMARY"]) == plain_title(summary)
     assert str(event.get("LOCATION", "")) == plain_text(location)
-    assert str(event.get("DESCRIPTION", "")) == plain_text(safe_html(record.description))
+    assert str(event.get("DESCRIPTION", "")) == plain_lines(safe_html(record.description))
     assert event.decoded("DTSTART") == start
     assert calendar.walk("VALARM") == []  # escaped newlines cannot open components or properties
     assert set(event.keys()) <= {

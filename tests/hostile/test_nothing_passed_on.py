@@ -236,7 +236,8 @@ def test_escaped_newlines_cannot_inject_calendar_properties_or_components(docume
     )
     assert str(target[0]["LOCATION"]) == "Linz BEGIN:VALARM ACTION:DISPLAY TRIGGER:-PT5M END:VALARM"
     assert "RRULE" not in target[0]
-    assert str(target[0]["DESCRIPTION"]) == "Day one DTSTART:19700101T000000Z RRULE:FREQ=SECONDLY"
+    # The description keeps its lines, as text (written \n), never as properties of the event.
+    assert str(target[0]["DESCRIPTION"]) == "Day one\nDTSTART:19700101T000000Z\nRRULE:FREQ=SECONDLY"
 
 
 def test_links_and_enclosures_from_hostile_items_are_http_or_absent(documents: Documents) -> None:

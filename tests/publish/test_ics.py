@@ -230,7 +230,9 @@ def test_line_breaks_in_text_cannot_inject_properties(feeds_dir, publish_input, 
     parsed = _events(feeds_dir)[("inject@alpha.clusterfeeds.example", None)]
     assert str(parsed["SUMMARY"]) == "Cluster night DTSTART:19990101T000000Z SUMMARY:Injected"
     assert str(parsed["LOCATION"]) == "Hall 1 END:VEVENT BEGIN:VEVENT UID:evil"
-    assert str(parsed["DESCRIPTION"]) == "Line one ATTACH:https://evil.example/x"
+    # The line break stays in the text, written \n: never a line of its own.
+    assert str(parsed["DESCRIPTION"]) == "Line one\nATTACH:https://evil.example/x"
+    assert "DESCRIPTION:Line one\\nATTACH:https://evil.example/x" in lines
 
 
 def test_text_escapes_backslash_semicolon_and_comma(feeds_dir, publish_input, make_event):
@@ -318,3 +320,35 @@ def test_status_and_sequence_values(feeds_dir, publish_input, make_event):
     publish(feeds_dir, publish_input(events=[tentative]))
     lines = _lines(feeds_dir)
     assert [line for line in lines if line.startswith(("STATUS", "SEQUENCE"))] == ["SEQUENCE:7", "STATUS:TENTATIVE"]
+
+
+def test_descriptions_keep_their_lines_and_end_with_the_event_page_for_clients_that_show_no_url(
+    feeds_dir, publish_input, make_event
+):
+    page = "https://alpha.clusterfeeds.example/events/"
+    when = datetime(2026, 12, 2, 9, 0, tzinfo=VIENNA)
+    items = [
+        make_event("alpha", "text@a", "With text", when, description="<p>Matchmaking for SMEs.</p>", link=page + "1"),
+        make_event("alpha", "bare@a", "Without text", when, link=page + "2"),
+        make_event("alpha", "named@a", "Link in text", when, description=f"Register at {page}3 today", link=page + "3"),
+        make_event("alpha", "none@a", "No page", when, description="Only text"),
+        make_event(
+            "alpha",
+            "agenda@a",
+            "Agenda",
+            when,
+            link=page + "5",
+            description="<p>Agenda:</p>\n<ul><li>09:00 Welcome</li><li>10:00 Pitches</li></ul><p>Lunch<br/>included</p>",
+        ),
+    ]
+    publish(feeds_dir, publish_input(events=items))
+
+    events = _events(feeds_dir)
+    assert {uid: (str(e.get("DESCRIPTION")), str(e.get("URL"))) for (uid, _), e in events.items()} == {
+        "text@a": (f"Matchmaking for SMEs.\n\n{page}1", f"{page}1"),
+        "bare@a": (f"{page}2", f"{page}2"),
+        "named@a": (f"Register at {page}3 today", f"{page}3"),
+        "none@a": ("Only text", "None"),
+        "agenda@a": (f"Agenda:\n09:00 Welcome\n10:00 Pitches\nLunch\nincluded\n\n{page}5", f"{page}5"),
+    }
+    assert f"DESCRIPTION:Matchmaking for SMEs.\\n\\n{page}1" in _lines(feeds_dir)
