@@ -19,11 +19,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import memoized, plain_lines, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
-from aggregator.records import EventRecord
+from aggregator.records import EventRecord, EventStatus
 from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent
 
 __all__ = [
+    "CANCELLED_PREFIX",
     "PRODID",
     "current_events",
     "current_until",
@@ -217,7 +218,7 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
         lines.append(f"RRULE:{rule}")
     # RDATEs never reach this point (see _without_rdates).
     lines += [_date_value("EXDATE", v, zone, all_day, start_time) for v in record.exdates]
-    lines.append(f"SUMMARY:{escape_text(plain_title(record.title))}")
+    lines.append(f"SUMMARY:{escape_text(_summary(record))}")
     if record.location and (location := escape_text(plain_text(record.location))):
         lines.append(f"LOCATION:{location}")
     link = safe_url(record.link)
@@ -232,6 +233,23 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
     lines.append("END:VEVENT")
     body = "".join([fold(line) for line in lines]).encode("utf-8")
     return _Rendered(body, zone.key if zone else None, _years(record))
+
+
+CANCELLED_PREFIX = "Cancelled: "
+# A title that says so itself, in the languages of the clusters (cancel(l)ed, abgesagt, annulé/annullato...).
+_SAYS_CANCELLED = re.compile(r"cancel|abgesagt|annul|geannuleerd|odwo[lł]an|zrušen|peruttu|inställ|aflyst|avlyst", re.I)
+
+
+def _summary(record: EventRecord) -> str:
+    """The title, marked when the event is cancelled and the title does not say so.
+
+    Outlook shows a subscribed calendar's STATUS:CANCELLED event like any other, and Google
+    Calendar may not show it at all: the title is what every client shows.
+    """
+    title = plain_title(record.title)
+    if record.status is EventStatus.CANCELLED and not _SAYS_CANCELLED.search(title):
+        return CANCELLED_PREFIX + title
+    return title
 
 
 def _description(text: str, link: str | None) -> str:

@@ -69,7 +69,7 @@ def test_fetch_stores_and_publishes_every_kind_of_source(httpserver: HTTPServer,
     conference = events["European Cluster Conference 2026"]
     assert conference.decoded("DTSTART") == date(2026, 12, 9)
     assert conference.decoded("DTEND") == date(2026, 12, 11)
-    assert str(events["Industrial ecosystems round table"]["STATUS"]) == "CANCELLED"
+    assert str(events["Cancelled: Industrial ecosystems round table"]["STATUS"]) == "CANCELLED"
     assert (
         str(events["ECCP helpdesk: open consultation hour"]["RRULE"].to_ical().decode())
         == "FREQ=WEEKLY;COUNT=8;BYDAY=TU"

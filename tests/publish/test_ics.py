@@ -128,6 +128,8 @@ def test_cancelled_event_is_kept_with_its_status_and_utc_time(feeds_dir, cluster
     publish(feeds_dir, cluster_input)
     summit = _events(feeds_dir)[("battery-summit@gamma.clusterfeeds.example", None)]
     assert str(summit["STATUS"]) == "CANCELLED"
+    # Marked in the title too: Outlook shows a cancelled event of a subscribed calendar like any other.
+    assert str(summit["SUMMARY"]) == "Cancelled: Battery summit"
     assert summit["SEQUENCE"] == 3
     assert summit["DTSTART"].dt == datetime(2026, 12, 15, 8, 0, tzinfo=UTC)
     assert "DTSTART:20261215T080000Z" in _lines(feeds_dir)
@@ -352,3 +354,21 @@ def test_descriptions_keep_their_lines_and_end_with_the_event_page_for_clients_t
         "agenda@a": (f"Agenda:\n09:00 Welcome\n10:00 Pitches\nLunch\nincluded\n\n{page}5", f"{page}5"),
     }
     assert f"DESCRIPTION:Matchmaking for SMEs.\\n\\n{page}1" in _lines(feeds_dir)
+
+
+def test_a_cancelled_event_whose_title_says_so_is_not_marked_twice(feeds_dir, publish_input, make_event):
+    when = datetime(2026, 12, 2, 9, 0, tzinfo=VIENNA)
+    items = [
+        make_event("alpha", "a@a", "ABGESAGT: Netzwerktreffen Wasserstoff", when, status=EventStatus.CANCELLED),
+        make_event("alpha", "b@a", "Cluster day (canceled)", when, status=EventStatus.CANCELLED),
+        make_event("alpha", "c@a", "Matchmaking Linz", when, status=EventStatus.CANCELLED),
+        make_event("alpha", "d@a", "Cancellation policy workshop", when),
+    ]
+    publish(feeds_dir, publish_input(events=items))
+
+    assert sorted(str(e["SUMMARY"]) for e in _events(feeds_dir).values()) == [
+        "ABGESAGT: Netzwerktreffen Wasserstoff",
+        "Cancellation policy workshop",
+        "Cancelled: Matchmaking Linz",
+        "Cluster day (canceled)",
+    ]
