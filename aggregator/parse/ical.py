@@ -190,7 +190,7 @@ class _Zones:
 
     def _resolve(self, tzid: str) -> tuple[ZoneInfo, str | None]:
         if (zone := _zone_named(tzid)) is not None:
-            return self._own_if_windows_twin(tzid, zone), None
+            return self.own_if_windows_twin(tzid, zone), None
         vtimezone = self.vtimezones.get(tzid)
         if vtimezone is not None:
             location = vtimezone.get("X-LIC-LOCATION")
@@ -200,7 +200,7 @@ class _Zones:
                 return zone, None
         return self.source_zone, f"unknown time zone {tzid!r}; times read in {self.source_zone.key}"
 
-    def _own_if_windows_twin(self, tzid: str, zone: ZoneInfo) -> ZoneInfo:
+    def own_if_windows_twin(self, tzid: str, zone: ZoneInfo) -> ZoneInfo:
         """The source's own zone for a Windows name that covers it (else CLDR's default zone for that name).
 
         Same rules, so the same instants, but the calendar shows the zone the cluster is in:
@@ -467,7 +467,7 @@ def _context(
         floating = _zone_named(declared)
         if floating is None:
             problems.append(Problem(source.name, f"unknown X-WR-TIMEZONE {declared!r}; using {source.timezone.key}"))
-        zones.floating = floating or source.timezone
+        zones.floating = source.timezone if floating is None else zones.own_if_windows_twin(declared, floating)
     return _Context(source, url, zones, cancelled=_text(calendar, "METHOD").upper() == "CANCEL")
 
 

@@ -134,6 +134,19 @@ def test_a_windows_zone_name_is_read_as_the_sources_own_zone_when_windows_counts
     )
 
 
+def test_a_windows_name_in_x_wr_timezone_places_floating_times_in_the_sources_own_zone() -> None:
+    body = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:W. Europe Standard Time\r\n"
+        b"BEGIN:VEVENT\r\nUID:floating@cluster.example.eu\r\nDTSTAMP:20260101T000000Z\r\n"
+        b"DTSTART:20260709T093000\r\nSUMMARY:Cluster-Treffen\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    source = SourceConfig(name="src", url="https://www.cluster.example.eu/events.ics", timezone=VIENNA)
+
+    (event,) = parse_ical(body, source=source, url=source.url, fetched_at=FETCHED).events
+
+    assert (event.start, event.timezone) == (datetime(2026, 7, 9, 9, 30, tzinfo=VIENNA), "Europe/Vienna")
+
+
 def test_recurring_series_keeps_rule_exdate_rdate_and_override_across_dst() -> None:
     result = _parse("recurring_series.ics")
 
