@@ -181,6 +181,7 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
 
     from aggregator.fetch import Fetcher
     from aggregator.pipeline import Outcome, Pipeline
+    from aggregator.processes import end_with_parent_process
     from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
 
     unknown = [n for n in names if config.source(n) is None]
@@ -191,7 +192,11 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
     store = open_configured_store(config)
     fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
     # Parse on every core while the event loop keeps fetching; a handful of sources is not worth the start-up.
-    executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2) if len(chosen) >= 8 else None
+    executor = (
+        ProcessPoolExecutor(max_workers=os.cpu_count() or 2, initializer=end_with_parent_process)
+        if len(chosen) >= 8
+        else None
+    )
     pipeline = Pipeline(config, store, fetcher, executor=executor)
     progress = _Progress(len(chosen), sys.stderr)
     try:

@@ -16,6 +16,8 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -28,6 +30,7 @@ __all__ = [
     "can_fork",
     "collector_paused",
     "die_with_parent",
+    "end_with_parent_process",
     "fork_call",
     "limit_malloc_arenas",
     "release_free_memory",
@@ -129,6 +132,26 @@ def die_with_parent(parent_pid: int) -> None:
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before the request was in place
         os._exit(1)
+
+
+def end_with_parent_process() -> None:
+    """End this pool worker as soon as the process that started it ends (``kill -9`` included).
+
+    A ``ProcessPoolExecutor`` initializer. The parse pool's workers are children of a
+    forkserver, which lives as long as they do, and each holds both ends of its own task pipe,
+    so neither ``die_with_parent`` nor an EOF tells them that the daemon is gone: orphaned, they
+    waited for work forever. ``multiprocessing`` gives every child a sentinel of the process
+    that asked for it; a thread waits on it and ends this process.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 class ForkedCall(Generic[_T]):

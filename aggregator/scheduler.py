@@ -31,7 +31,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
-from aggregator.processes import release_free_memory_every
+from aggregator.processes import end_with_parent_process, release_free_memory_every
 from aggregator.records import Validators
 from aggregator.runtime import (
     DataDirLock,
@@ -98,7 +98,9 @@ class Daemon:
         lock = DataDirLock(self.config.data_dir)
         lock.acquire()
         executor = ProcessPoolExecutor(
-            max_workers=self.options.parse_workers, mp_context=multiprocessing.get_context("forkserver")
+            max_workers=self.options.parse_workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=end_with_parent_process,  # a kill -9 of the daemon must not leave its parse workers behind
         )
         self.store = open_configured_store(self.config)
         fetcher = Fetcher(self.config.defaults, user_agent=USER_AGENT)

@@ -222,3 +222,35 @@ def test_run_refuses_several_workers_on_sqlite(tmp_path: Path, corpus: CorpusSer
     )
     assert corpus.counts == {}
     assert not (home / "feeds").exists()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in "ZX"
+
+
+def test_workers_stop_cleanly_when_their_parent_is_killed(
+    tmp_path: Path, corpus: CorpusServer, postgres_server: PostgresServer
+) -> None:
+    database_url = postgres_server.create_database()
+    home = _sources(tmp_path, sources_toml(corpus, port=free_port(), database_url=database_url))
+    daemon = Daemon(home, "--workers", "2")
+    try:
+        wait_for(lambda: len(_fetched(database_url)) == len(corpus_names()), "every source fetched once")
+        workers = [e["pid"] for e in _events(daemon.log(), "worker-spawned")]
+        assert len(workers) == 2
+
+        os.kill(daemon.process.pid, signal.SIGKILL)  # the parent alone, as the OOM killer would
+        daemon.process.wait(10)
+        # Their parent is the forkserver, not the killed process: without ``end_with`` they fetched on.
+        wait_for(lambda: not any(_running(pid) for pid in workers), "both workers to end", context=daemon.log)
+    finally:
+        daemon.kill()
+    log = daemon.log()
+    assert sorted(e["pid"] for e in _events(log, "worker-spawned")) == sorted(workers)
+    assert len(_events(log, "worker-stopped")) == 2  # each finished its sources and stopped
+    assert _query(database_url, "SELECT count(*) FROM source_state WHERE lease_owner IS NOT NULL") == [(0,)]
