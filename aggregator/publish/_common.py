@@ -161,13 +161,20 @@ def plain_text(value: str) -> str:
 _LINE_END = re.compile(r"<br\s*/?>|</(?:p|div|li|h[1-6]|tr|blockquote|pre|dd|dt)\s*>", re.IGNORECASE)
 
 
+_LINE_MARK = "\ue000"  # a private-use character: survives markup removal and white-space collapsing
+
+
 def plain_lines(value: str) -> str:
     """``plain_text`` that keeps the fragment's paragraphs and line breaks as ``\n`` (empty lines dropped).
 
-    For calendar descriptions: an agenda of five lines should not reach Outlook as one.
+    For calendar descriptions: an agenda of five lines should not reach Outlook as one. Line
+    ends are marked, the whole text made plain once (not line by line: each pass is an HTML
+    parse), then split at the marks.
     """
-    pieces = _LINE_END.split(value) if "<" in value else value.splitlines()
-    return "\n".join(line for line in map(plain_text, pieces) if line)
+    text = value.replace(_LINE_MARK, "")
+    marked = _LINE_END.sub(_LINE_MARK, text) if "<" in text else _LINE_MARK.join(text.splitlines())
+    lines = (line.strip() for line in plain_text(marked).split(_LINE_MARK))
+    return "\n".join(line for line in lines if line)
 
 
 def plain_title(title: str) -> str:
