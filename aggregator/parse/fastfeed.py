@@ -427,7 +427,7 @@ def _item(entry: _Entry, url: str, base: str, source: SourceConfig, *, atom: boo
         published=published or updated,
         updated=updated,
         authors=tuple(dict.fromkeys(clean_text(a) for a in authors if clean_text(a))),
-        categories=tuple(str(t["label"] or t["term"] or "") for t in entry.tags),
+        categories=tuple(str(t["label"] or "").strip() or str(t["term"] or "") for t in entry.tags),
         enclosures=tuple(dict.fromkeys(enclosures)),
         notes=tuple(notes),
     )

@@ -216,7 +216,7 @@ def _summary_from_feedparser(entry: Any, base: str) -> str:
 
 def _category_name(tag: Any) -> str:
     """An Atom category's ``label`` (RFC 4287: "for display"), else its ``term`` (RSS: the element's text)."""
-    return str(tag.get("label") or tag.get("term") or "")
+    return str(tag.get("label") or "").strip() or str(tag.get("term") or "")
 
 
 def _item_from_feedparser(entry: Any, base: str, source: SourceConfig) -> _Item:

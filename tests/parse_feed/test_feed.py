@@ -366,3 +366,24 @@ def test_author_addresses_with_long_top_level_domains_keep_the_name_whole(well_f
         (long_author,),
     ]
     assert bool(result.problems) is not well_formed
+
+
+_CATEGORIES_ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Cluster</title><id>urn:cluster</id>
+<updated>2026-11-20T10:00:00Z</updated><link href="https://www.cluster.example/"/>
+<entry><title>Call</title><id>urn:call</id><updated>2026-11-20T10:00:00Z</updated>
+<link href="https://www.cluster.example/call"/>
+<category term="smart-grids" label="Smart grids"/><category term="energy" label=" "/>
+<category term="la-bioeconomie" label="La bioéconomie"/><category label="Only a label"/><category term="plain"/>
+</entry></feed>
+"""
+
+
+@pytest.mark.parametrize("well_formed", [True, False], ids=["fast-path", "feedparser-lenient"])
+def test_atom_categories_show_their_label_else_their_term(well_formed: bool) -> None:
+    body = _CATEGORIES_ATOM if well_formed else _CATEGORIES_ATOM.replace("</feed>", "<broken></feed>")
+    result = _parse("-", "https://www.cluster.example/feed.atom", tags=(), body=body.encode())
+
+    (call,) = result.news
+    # A blank label is no label: the term shows.
+    assert call.tags == ("Smart grids", "energy", "La bioéconomie", "Only a label", "plain")
