@@ -106,7 +106,7 @@ class PublishStandby:
     """The next publishing process, started before it is needed (the daemons).
 
     When the first source of a batch has changed, ``start`` spawns the process that will
-    publish the batch: it imports the renderers and reads and decodes every record while
+    publish the batch: it imports the renderers and reads and decodes the records a publish reads while
     the other sources are still fetched. The publish then reads again only the rows whose
     content changed since (``Store.news(known=...)``): after 10 % of a medium corpus
     changed, 0.6 s instead of 3-4 s of reading, plus the second of start-up, leave the

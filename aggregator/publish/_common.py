@@ -157,7 +157,7 @@ def plain_text(value: str) -> str:
     return _SCRIPT_SCHEME.sub("\\1\u200b\\2", current)
 
 
-# Where a line ends in HTML: a break, or the end of a block. Split there, each piece becomes plain text.
+# Where a line ends in HTML: a break, or the end of a block (``plain_lines`` marks it there).
 _LINE_END = re.compile(r"<br\s*/?>|</(?:p|div|li|h[1-6]|tr|blockquote|pre|dd|dt)\s*>", re.IGNORECASE)
 
 

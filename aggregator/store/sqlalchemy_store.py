@@ -540,8 +540,8 @@ class SqlStore:
         return self._read_known("reading news", light, query, RecordKind.NEWS, known, _stored_news)
 
     def _most_news_of_one_source(self) -> int:
-        per_source = select(func.count().label("stored")).where(records.c.kind == RecordKind.NEWS.value)
-        counts = per_source.group_by(records.c.source).subquery()
+        news_rows = select(func.count().label("stored")).where(records.c.kind == RecordKind.NEWS.value)
+        counts = news_rows.group_by(records.c.source).subquery()
         with self._transaction("counting news", write=False) as conn:
             return int(conn.execute(select(func.coalesce(func.max(counts.c.stored), 0))).scalar_one())
 

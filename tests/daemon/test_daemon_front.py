@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from processtree import children
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ICS, REPO, RSS, DaemonProcess, Reply, Site, fixture_bytes, free_port, sources_toml
@@ -209,16 +210,9 @@ def test_index_html_renders_in_chromium_and_every_link_answers(running: Running,
         assert running.daemon.get(parts.path).text.startswith("BEGIN:VCALENDAR"), href
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 def test_the_daemons_child_processes_start_with_two_malloc_arenas(running: Running) -> None:
-    children = _children(running.daemon.process.pid)
-    assert children  # the parse pool's server at least
-    for child in children:
+    started = children(running.daemon.process.pid)
+    assert started  # the parse pool's server at least
+    for child in started:
         environment = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
         assert b"MALLOC_ARENA_MAX=2" in environment, child

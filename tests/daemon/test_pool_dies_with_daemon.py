@@ -11,27 +11,11 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from processtree import descendants, running
+
 from .conftest import RSS, DaemonProcess, Site, fixture_bytes, free_port, sources_toml, wait_until
 
 NEWS = fixture_bytes("vienna_news.xml")
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children of all its threads, recursively)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += [int(child), *_descendants(int(child))]
-    return found
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in "ZX"
 
 
 def test_the_parse_workers_end_when_their_daemon_is_killed(
@@ -46,11 +30,11 @@ def test_the_parse_workers_end_when_their_daemon_is_killed(
     daemon = daemons(tmp_path, port)
     daemon.wait_ready()
     daemon.wait_for_event("fetched", count=4)  # parsed in the pool: its forkserver and workers exist
-    below = _descendants(daemon.process.pid)
+    below = descendants(daemon.process.pid)
     assert len(below) >= 2, below  # the forkserver and at least one worker
-    assert all(_running(pid) for pid in below)
+    assert all(running(pid) for pid in below)
 
     daemon.signal(signal.SIGKILL)
     assert daemon.stop() == -signal.SIGKILL
 
-    wait_until(lambda: not any(_running(pid) for pid in below), f"processes {below} to end", limit=30)
+    wait_until(lambda: not any(running(pid) for pid in below), f"processes {below} to end", limit=30)

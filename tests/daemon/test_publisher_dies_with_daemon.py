@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from processtree import running
 
 PARENT = """
 import multiprocessing, os, sys, time
@@ -26,15 +27,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] if Path(f"/proc/{pid}/stat").exists() else "X"
-    return state not in "ZX"  # a zombie waiting for init to reap it is gone for our purpose
-
-
 def test_the_publishing_child_is_killed_when_its_daemon_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "daemon.py"
     script.write_text(PARENT, encoding="utf-8")
@@ -45,15 +37,15 @@ def test_the_publishing_child_is_killed_when_its_daemon_is_killed(tmp_path: Path
         while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
         child_pid = int(pid_file.read_text())
-        assert _alive(child_pid)
+        assert running(child_pid)
 
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
 
         deadline = time.monotonic() + 10
-        while _alive(child_pid) and time.monotonic() < deadline:
+        while running(child_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(child_pid)
+        assert not running(child_pid)
     finally:
         if parent.poll() is None:
             parent.kill()

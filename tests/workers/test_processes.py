@@ -14,6 +14,7 @@ import icalendar
 import psycopg
 import pytest
 from pgserver import PostgresServer
+from processtree import running
 
 from aggregator.store import open_store
 
@@ -224,15 +225,6 @@ def test_run_refuses_several_workers_on_sqlite(tmp_path: Path, corpus: CorpusSer
     assert not (home / "feeds").exists()
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in "ZX"
-
-
 def test_workers_stop_cleanly_when_their_parent_is_killed(
     tmp_path: Path, corpus: CorpusServer, postgres_server: PostgresServer
 ) -> None:
@@ -247,7 +239,7 @@ def test_workers_stop_cleanly_when_their_parent_is_killed(
         os.kill(daemon.process.pid, signal.SIGKILL)  # the parent alone, as the OOM killer would
         daemon.process.wait(10)
         # Their parent is the forkserver, not the killed process: without ``end_with`` they fetched on.
-        wait_for(lambda: not any(_running(pid) for pid in workers), "both workers to end", context=daemon.log)
+        wait_for(lambda: not any(running(pid) for pid in workers), "both workers to end", context=daemon.log)
     finally:
         daemon.kill()
     log = daemon.log()

@@ -1,0 +1,30 @@
+"""Processes seen from /proc: a test's view of a daemon's children and of whether they still run.
+
+Plain module (not a conftest) so any test area can import it (``pythonpath = ["tests"]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (of all its threads)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, recursively."""
+    return [below for child in children(pid) for below in (child, *descendants(child))]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped (a zombie is gone for a test's purpose)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in "ZX"
