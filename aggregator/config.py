@@ -103,6 +103,8 @@ class Defaults:
     title: str = "clusterfeeds"
     database_url: str | None = None  # postgresql://... ; None means SQLite in data_dir
     publish_processes: int = 2  # processes rendering a publish (at most one per core and per format)
+    # MB of one format's rendered items a publishing process holds; beyond, they wait in a temporary file.
+    publish_memory_mb: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ _DEFAULT_KEYS = (
     "title",
     "database_url",
     "publish_processes",
+    "publish_memory_mb",
     "data_dir",
     "feeds_dir",
 )
@@ -288,6 +291,7 @@ def _read_defaults(scope: _Scope) -> Defaults:
         title=_pick(scope.converted("title", _non_empty), base.title),
         database_url=scope.converted("database_url", _database_url),
         publish_processes=_pick(scope.integer("publish_processes", minimum=1, maximum=4), base.publish_processes),
+        publish_memory_mb=_pick(scope.integer("publish_memory_mb", minimum=0), base.publish_memory_mb),
     )
 
 

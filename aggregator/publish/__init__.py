@@ -24,7 +24,8 @@ from typing import Any
 from aggregator.config import Config, SourceConfig, SourceKind
 from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
-from aggregator.fragments import CACHE_FILE, code_digest, fragment_cache
+from aggregator.fragments import CACHE_FILE, Fragment, code_digest, fragment_cache
+from aggregator.fragments import joined as join_fragments
 from aggregator.processes import ForkedCall, collector_paused, fork_call, room_for_copies
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
@@ -88,6 +89,8 @@ class PublishReport:
     # fragment cache, and made anew: after a change, only the changed items' are made.
     fragments_reused: int = 0
     fragments_rendered: int = 0
+    # Fragments kept in a spill file rather than in memory (past ``publish_memory_mb``).
+    fragments_spilled: int = 0
     processes: int = 1  # processes that rendered (this one and forked helpers, each with some formats)
     # Where the time went (wall seconds): reading and decoding the records (``publish_from_store``),
     # merging each scope's news across sources, rendering and writing the files (all processes).
@@ -102,11 +105,11 @@ class _Output:
     """One file to write. (``parts`` is a tuple or list of bytes: a bare ``bytes`` would be read as ints.)"""
 
     path: str  # relative to feeds_dir, "/"-separated
-    parts: Sequence[bytes]  # the file's bytes in order (item fragments are shared, not copied)
+    parts: Sequence[Fragment]  # the file's bytes in order (item fragments are shared, not copied)
 
     @property
     def data(self) -> bytes:
-        return b"".join(self.parts)
+        return join_fragments(self.parts)
 
     @property
     def size(self) -> int:
@@ -484,6 +487,7 @@ class _Written:
     reused: int
     rendered: int
     used: set[int] | None  # items whose fragments served (None: not tracked, or new ones not all saved)
+    spilled: int = 0
     valid_until: datetime | None = None  # from the process that rendered the pages
 
 
@@ -496,6 +500,7 @@ def _write_formats(
     *,
     pages: tuple[Callable[[], list[_Output]], Callable[[], datetime]] | None,
     prune: bool,
+    memory_budget: int,
     joined: Callable[[], list[_Written]],
 ) -> _Written:
     """Render files ``formats`` of ``scopes`` (and ``pages``: index.html, OPML, and until when all stay right).
@@ -504,7 +509,8 @@ def _write_formats(
     per-source and per-tag files, and is dropped before the next format is rendered.
     ``joined`` waits for the other processes of this publish (after this one's files are
     written, before the fragment cache closes); ``prune`` deletes the fragments of items
-    that none of them used.
+    that none of them used. ``memory_budget``: bytes of one format's fragments held in memory at
+    most (the rest wait in the fragment cache's spill file until their files are written).
     """
     result = _Written([], 0, set(), 0, 0, None)
     pending: list[tuple[str, int, Future[bool]]] = []
@@ -524,7 +530,7 @@ def _write_formats(
     with (
         render_memo(),
         dedupe_memo(),
-        fragment_cache(cache_path, usable=cache_usable) as fragments,
+        fragment_cache(cache_path, usable=cache_usable, memory_budget=memory_budget) as fragments,
         ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
     ):
 
@@ -560,9 +566,11 @@ def _write_formats(
             result.touched |= other.touched
             result.reused += other.reused
             result.rendered += other.rendered
+            result.spilled += other.spilled
             result.valid_until = result.valid_until or other.valid_until
     result.reused += fragments.hits
     result.rendered += fragments.misses
+    result.spilled += fragments.spilled
     result.used = fragments.used_items()
     return result
 
@@ -618,6 +626,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     while processes > 1 and not room_for_copies(processes - 1):
         processes -= 1
     mine, *theirs = _format_groups(processes)
+    memory_budget = data.config.defaults.publish_memory_mb << 20
     merge_started = time.perf_counter()
     if to_render:
         # Each scope's news merged across sources and sorted, before any file is rendered: forked
@@ -649,6 +658,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 formats,
                 pages=extra,
                 prune=False,
+                memory_budget=memory_budget,
                 joined=list,
             ),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
@@ -675,6 +685,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             mine,
             pages=pages_here,
             prune=len(to_render) == len(scopes),
+            memory_budget=memory_budget,
             joined=joined,
         )
     except Exception:
@@ -714,6 +725,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         rendered=tuple(rendered),
         fragments_reused=outcome.reused + merge_counts[0],
         fragments_rendered=outcome.rendered + merge_counts[1],
+        fragments_spilled=outcome.spilled,
         processes=1 + len(helpers),
         merge_seconds=render_started - merge_started,
         render_seconds=render_seconds,

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aggregator.errors import PublishError
+from aggregator.fragments import Fragment
 
 __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 
@@ -22,14 +23,18 @@ __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 _CHUNK = 1 << 20  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
 
 
-def _unchanged(path: Path, parts: Sequence[bytes]) -> bool:
+def _bytes(part: Fragment) -> bytes:
+    return part if isinstance(part, bytes) else part.read()
+
+
+def _unchanged(path: Path, parts: Sequence[Fragment]) -> bool:
     try:
         with path.open("rb", buffering=_CHUNK) as file:
             if os.fstat(file.fileno()).st_size != sum(map(len, parts)):
                 return False
             for part in parts:
-                view = memoryview(part)
-                for start in range(0, len(part), _CHUNK):
+                view = memoryview(_bytes(part))
+                for start in range(0, len(view), _CHUNK):
                     piece = view[start : start + _CHUNK]
                     if file.read(len(piece)) != piece:
                         return False
@@ -41,10 +46,13 @@ def _unchanged(path: Path, parts: Sequence[bytes]) -> bool:
 _BATCH = 512  # pieces per writev call (IOV_MAX is 1024 on Linux)
 
 
-def _write_all(fd: int, parts: Sequence[bytes]) -> None:
-    """Write every piece in order, a batch per system call, however short the kernel's writes are."""
+def _write_all(fd: int, parts: Sequence[Fragment]) -> None:
+    """Write every piece in order, a batch per system call, however short the kernel's writes are.
+
+    Spilled pieces are read back a batch at a time: a file's bytes are never all in memory.
+    """
     for start in range(0, len(parts), _BATCH):
-        batch = [memoryview(p) for p in parts[start : start + _BATCH] if p]
+        batch = [memoryview(_bytes(p)) for p in parts[start : start + _BATCH] if p]
         first = 0
         while first < len(batch):
             written = os.writev(fd, batch[first:] if first else batch)
@@ -59,11 +67,11 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def write_if_changed(path: Path, data: bytes | Sequence[bytes], *, sync_directory: bool = True) -> bool:
+def write_if_changed(path: Path, data: bytes | Sequence[Fragment], *, sync_directory: bool = True) -> bool:
     """Replace ``path`` with ``data`` atomically; False (and no write at all) when the bytes are the same.
 
     ``data`` may be the pieces of the file in order: a 150 MB feed is written from its
-    items' fragments without first being copied into one object.
+    items' fragments (some of them waiting in a spill file) without first being copied into one object.
 
     Raises ``PublishError`` on any write failure (read-only directory, disk
     full); the previous file stays in place and the temporary file is removed.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
@@ -24,9 +25,9 @@ __all__ = ["atom_parts", "render_atom"]
 _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 
-def _entry(item: StoredNews) -> bytes:
+def _entry(item: StoredNews) -> Fragment:
     """One ``<entry>``, rendered once per publish and reused by every scope that shows it."""
-    fragment: bytes = memoized(
+    fragment: Fragment = memoized(
         "atom", item, lambda: stored_fragment("atom", item, "", lambda: _render_entry(item).encode("utf-8"))
     )
     return fragment
@@ -78,10 +79,10 @@ def _render_entry(item: StoredNews) -> str:
 
 def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
     """Atom feed document; ``items`` already ordered and capped."""
-    return b"".join(atom_parts(meta, items))
+    return joined(atom_parts(meta, items))
 
 
-def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
+def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragment]:
     """``render_atom`` as the pieces it joins."""
     updated = feed_updated(items)
     head = [

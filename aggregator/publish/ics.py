@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import memoized, plain_lines, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
@@ -48,7 +49,7 @@ _UID_SAFE = "@.-_~:/+=!$&'()*[]#%"
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
-    text: bytes  # folded lines, CRLF-terminated, UTF-8 (joined into the calendar without a str copy)
+    text: Fragment  # folded lines, CRLF-terminated, UTF-8 (joined into the calendar without a str copy)
     tzid: str | None
     years: tuple[int, ...]
 
@@ -185,15 +186,19 @@ def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
     """The VEVENT from the fragment cache (zone and years in a first line before the text), else rendered."""
 
     def render() -> bytes:
-        made = _render_event(item, uid)
-        return f"{made.tzid or ''}\t{','.join(map(str, made.years))}\n".encode() + made.text
+        text, tzid, years = _render_event(item, uid)
+        return f"{tzid or ''}\t{','.join(map(str, years))}\n".encode() + text
 
-    head, _, text = stored_fragment("vevent", item, uid, render).partition(b"\n")
-    tzid, _, years = head.decode().partition("\t")
+    stored = stored_fragment("vevent", item, uid, render)
+    whole = stored if isinstance(stored, bytes) else stored.read()  # the first line is needed here
+    end = whole.index(b"\n")
+    tzid, _, years = whole[:end].decode().partition("\t")
+    text = whole[end + 1 :] if isinstance(stored, bytes) else stored.tail(end + 1)
     return _Rendered(text, tzid or None, tuple(int(y) for y in years.split(",") if y))
 
 
-def _render_event(item: StoredEvent, uid: str) -> _Rendered:
+def _render_event(item: StoredEvent, uid: str) -> tuple[bytes, str | None, tuple[int, ...]]:
+    """The VEVENT's folded lines, its TZID (None: UTC or all-day) and the years its dates fall in."""
     record = item.record
     zone = event_zone(record)
     all_day = record.all_day
@@ -232,7 +237,7 @@ def _render_event(item: StoredEvent, uid: str) -> _Rendered:
         lines.append("CATEGORIES:" + ",".join(categories))
     lines.append("END:VEVENT")
     body = "".join([fold(line) for line in lines]).encode("utf-8")
-    return _Rendered(body, zone.key if zone else None, _years(record))
+    return body, zone.key if zone else None, _years(record)
 
 
 CANCELLED_PREFIX = "Cancelled: "
@@ -399,7 +404,7 @@ def render_ics(
     year: int,
 ) -> bytes:
     """A VCALENDAR of ``events`` (already filtered and de-duplicated), VTIMEZONEs for every TZID used."""
-    return b"".join(ics_parts(events, name=name, refresh=refresh, fallback_zone=fallback_zone, year=year))
+    return joined(ics_parts(events, name=name, refresh=refresh, fallback_zone=fallback_zone, year=year))
 
 
 def ics_parts(
@@ -409,7 +414,7 @@ def ics_parts(
     refresh: timedelta,
     fallback_zone: str,
     year: int,
-) -> list[bytes]:
+) -> list[Fragment]:
     """``render_ics`` as the pieces it joins."""
     pairs = sorted(_without_rdates(unique_uids(events)), key=_order)
     rendered = [_event(item, uid) for item, uid in pairs]

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
@@ -28,9 +29,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _item(item: StoredNews) -> bytes:
+def _item(item: StoredNews) -> Fragment:
     """One item object, serialised once per publish and reused by every scope that shows it."""
-    fragment: bytes = memoized(
+    fragment: Fragment = memoized(
         "json",
         item,
         lambda: stored_fragment("json", item, "", lambda: _render_item(item).encode("utf-8", "replace")),
@@ -73,10 +74,10 @@ def _render_item(item: StoredNews) -> str:
 
 def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
     """JSON Feed document; ``items`` already ordered and capped."""
-    return b"".join(json_feed_parts(meta, items))
+    return joined(json_feed_parts(meta, items))
 
 
-def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
+def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragment]:
     """``render_json_feed`` as the pieces it joins."""
     head = {
         "version": VERSION,
@@ -88,7 +89,7 @@ def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[bytes]:
     }
     head_text = _dumps(head)[:-1]  # reopen the object to append "items" without re-serialising them
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    parts = [(head_text + ',"items":[\n').encode("utf-8", "replace")]
+    parts: list[Fragment] = [(head_text + ',"items":[\n').encode("utf-8", "replace")]
     for index, item in enumerate(items):
         if index:
             parts.append(b",\n")  # a piece of its own: the item's bytes are shared, not copied

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import (
     FeedMeta,
@@ -32,13 +33,13 @@ _HEAD = (
 )
 
 
-def _item(item: StoredNews, origin_url: str | None) -> bytes:
+def _item(item: StoredNews, origin_url: str | None) -> Fragment:
     """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element.
 
     Rendered once per publish (the origin of a source is fixed within one) and reused by
     every scope that shows the item.
     """
-    fragment: bytes = memoized(
+    fragment: Fragment = memoized(
         "rss",
         item,
         lambda: stored_fragment("rss", item, origin_url or "", lambda: _render_item(item, origin_url).encode("utf-8")),
@@ -83,10 +84,10 @@ def _render_item(item: StoredNews, origin_url: str | None) -> str:
 
 def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> bytes:
     """RSS 2.0 document; ``items`` already ordered and capped, ``origins`` maps source name -> its feed URL."""
-    return b"".join(rss_parts(meta, items, origins))
+    return joined(rss_parts(meta, items, origins))
 
 
-def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> list[bytes]:
+def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> list[Fragment]:
     """``render_rss`` as the pieces it joins: written one after the other, never copied into one object."""
     updated = feed_updated(items)
     head = [
@@ -108,7 +109,7 @@ def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, st
         "</ttl>\n",
     ]
     origin_urls: dict[str, str | None] = {}  # per source, not per item
-    body = ["".join(head).encode("utf-8")]
+    body: list[Fragment] = ["".join(head).encode("utf-8")]
     for item in items:
         source = item.record.source
         if source not in origin_urls:
