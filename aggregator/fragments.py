@@ -57,7 +57,8 @@ _GENERATOR = "clusterfeeds 0.1"
 _SCHEMA = 4
 _LOG = logging.getLogger("aggregator.publish")
 _WRITE_WAIT_S = 120.0
-_PENDING_BYTES = 8 << 20  # new fragments handed to the writer thread at least this often (with a budget)
+_PENDING_BYTES = 8 << 20  # new fragments handed to the writer thread at least this often
+_WRITES_QUEUED = 2  # batches of new fragments waiting for the writer thread at most
 # What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling,
 # and the zone rules (an event's local time is computed with them).
 _LIBRARIES = ("nh3", "beautifulsoup4", "lxml", "feedparser", "tzdata")
@@ -355,7 +356,7 @@ class FragmentCache:
         if self._connection is not None:
             self._pending[key] = (kind, item, version, key, body)
             self._pending_bytes += len(body)
-            if self._budget is not None and self._pending_bytes > _PENDING_BYTES:
+            if self._pending_bytes > _PENDING_BYTES:
                 self.flush()  # a first publish of a large store would otherwise hold them all
         return self._keep(kind, body)
 
@@ -398,6 +399,9 @@ class FragmentCache:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-cache")
         self._writes.append(self._writer.submit(self._write, pending))
+        # Rendering can outrun SQLite: a backlog would hold every new fragment of a first publish.
+        while len(self._writes) > _WRITES_QUEUED:
+            self._writes.pop(0).result()
 
     def _write(self, pending: list[tuple[str, int, int, bytes, bytes]]) -> None:
         """Insert ``pending`` and delete the older versions' fragments of the same items (writer thread)."""

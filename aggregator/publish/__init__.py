@@ -26,7 +26,7 @@ from aggregator.dedupe import dedupe_memo, merge_events, merge_news
 from aggregator.errors import PublishError
 from aggregator.fragments import CACHE_FILE, Fragment, code_digest, fragment_cache
 from aggregator.fragments import joined as join_fragments
-from aggregator.processes import ForkedCall, collector_paused, fork_call, room_for_copies
+from aggregator.processes import ForkedCall, collector_paused, fork_call, release_free_memory, room_for_copies
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
@@ -549,6 +549,9 @@ def _write_formats(
                     submit(scope.render(index))
                 forget_memoized(_FORMAT_MEMOS[index])
                 fragments.drop(_FRAGMENT_KINDS[index])
+                # The format's fragments are freed: give their pages back before the next fills
+                # memory (a few ms; the large workload's publisher peaked 26 MB lower).
+                release_free_memory()
             if pages is not None:
                 render_pages, valid_until = pages
                 for output in render_pages():

@@ -451,6 +451,11 @@ def test_selector_problems(problems: Problems, text: str, expected: list[str]) -
             id="publish-processes-range",
         ),
         pytest.param(
+            "[defaults]\npublish_memory_mb = -1\n",
+            ["sources.toml:2: defaults.publish_memory_mb: must be at least 0, got -1"],
+            id="publish-memory-range",
+        ),
+        pytest.param(
             ECCP + "detail_pages = -3\n",
             ["sources.toml:4: source 'eccp-news': detail_pages: must be at least 0, got -3"],
             id="detail-pages-negative",
