@@ -57,7 +57,7 @@ _GENERATOR = "clusterfeeds 0.1"
 _SCHEMA = 4
 _LOG = logging.getLogger("aggregator.publish")
 _WRITE_WAIT_S = 120.0
-_PENDING_BYTES = 8 << 20  # new fragments handed to the writer thread at least this often
+_PENDING_BYTES = 8 << 20  # past the memory budget, new fragments go to the writer thread this often
 _WRITES_QUEUED = 2  # batches of new fragments waiting for the writer thread at most
 # What rendering depends on besides our code: the sanitiser, the HTML parser behind it, URL handling,
 # and the zone rules (an event's local time is computed with them).
@@ -356,8 +356,11 @@ class FragmentCache:
         if self._connection is not None:
             self._pending[key] = (kind, item, version, key, body)
             self._pending_bytes += len(body)
-            if self._pending_bytes > _PENDING_BYTES:
-                self.flush()  # a first publish of a large store would otherwise hold them all
+            if self._pending_bytes > _PENDING_BYTES and self._spill is not None:
+                # Past the budget (a large publish), new fragments are not held until the format ends
+                # either; below it, one write per format (two processes' small writes would take
+                # turns on the file's lock: the medium first publish took 5 s longer).
+                self.flush()
         return self._keep(kind, body)
 
     def track_use(self, *, prune: bool) -> None:

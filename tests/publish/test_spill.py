@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,21 @@ def test_fragments_past_the_budget_wait_in_the_spill_file_and_read_back_exactly(
     finally:
         cache.close()
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".spill-")]
+
+
+@pytest.mark.parametrize(("budget", "saved_before_close"), [(0, 8193), (64 << 20, 0)])
+def test_past_the_budget_new_fragments_are_saved_as_they_come_not_held_until_the_format_ends(
+    tmp_path: Path, budget: int, saved_before_close: int
+) -> None:
+    """A first publish of a large store makes 140 MB of each format: past the budget they go to disk every 8 MB."""
+    path = tmp_path / "render-cache.sqlite3"
+    body = b"x" * 1024
+    with fragment_cache(path, memory_budget=budget) as cache:
+        for number in range(9000):  # 9 MB
+            cache.put("rss", number.to_bytes(8, "big"), number, 1, body)
+        cache._settle_writes()  # the writer thread's batches so far (a test's window into the cache)
+        with sqlite3.connect(path) as other:
+            (saved,) = other.execute("SELECT count(*) FROM fragment").fetchone()
+        assert saved == saved_before_close
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM fragment").fetchone() == (9000,)
