@@ -106,26 +106,38 @@ def _newest_of_each_source(query: Any, per_source: int | None) -> Any:
     return query.join(ranked, same_row).where(ranked.c.rank <= per_source)
 
 
-def _stored_news(row: Any) -> StoredNews:
+_Times = dict[datetime, datetime]
+
+
+def _shared(times: _Times, moment: datetime) -> datetime:
+    """One object per distinct stored time within a read.
+
+    A source's records are stored together, so hundreds share a first sight and change time:
+    the large workload's 213,000 rows held 426,000 datetime objects (20 MB) for about 20,000 values.
+    """
+    return times.setdefault(moment, moment)
+
+
+def _stored_news(row: Any, times: _Times) -> StoredNews:
     record = codec.decode(RecordKind.NEWS, row.payload)
     assert isinstance(record, NewsRecord)
     return StoredNews(
         record=record,
-        first_seen=row.first_seen,
-        changed_at=row.changed_at,
+        first_seen=_shared(times, row.first_seen),
+        changed_at=_shared(times, row.changed_at),
         content_hash=row.content_hash,
         match=_match(row, record),
     )
 
 
-def _stored_event(row: Any) -> StoredEvent:
+def _stored_event(row: Any, times: _Times) -> StoredEvent:
     record = codec.decode(RecordKind.EVENT, row.payload)
     assert isinstance(record, EventRecord)
     return StoredEvent(
         record=record,
         sequence=row.sequence,
-        first_seen=row.first_seen,
-        changed_at=row.changed_at,
+        first_seen=_shared(times, row.first_seen),
+        changed_at=_shared(times, row.changed_at),
         content_hash=row.content_hash,
         match=_match(row, record),
     )
@@ -565,12 +577,13 @@ class SqlStore:
         light = self._record_query(RecordKind.EVENT, source, tag, light=True).where(current).order_by(*order)
         return self._read_known("reading events", light, query, RecordKind.EVENT, known, _stored_event)
 
-    def _read(self, action: str, query: Any, build: Callable[[Any], _Row]) -> list[_Row]:
+    def _read(self, action: str, query: Any, build: Callable[[Any, _Times], _Row]) -> list[_Row]:
         """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""
         result = []
+        times: _Times = {}
         with self._transaction(action, write=False) as conn, collector_paused():
             for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
-                result.append(build(row))
+                result.append(build(row, times))
         self.records_read += len(result)
         return result
 
@@ -581,7 +594,7 @@ class SqlStore:
         full: Any,
         kind: RecordKind,
         known: Mapping[tuple[str, str], _Row],
-        build: Callable[[Any], _Row],
+        build: Callable[[Any, _Times], _Row],
     ) -> list[_Row]:
         """The rows of ``light`` (source, key, digest; in order), payloads read only where ``known`` has no same copy.
 
@@ -596,12 +609,13 @@ class SqlStore:
         if len(missing) > max(len(rows) // _KNOWN_SHARE, _KNOWN_BATCH):
             return self._read(action, full, build)
         fetched: dict[tuple[str, str], _Row] = {}
+        times: _Times = {}
         with self._transaction(action, write=False) as conn, collector_paused():
             for start in range(0, len(missing), _KNOWN_BATCH):
                 batch = missing[start : start + _KNOWN_BATCH]
                 query = self._record_query(kind, None, None).where(tuple_(records.c.source, records.c.key).in_(batch))
                 for row in conn.execute(query):
-                    item = build(row)
+                    item = build(row, times)
                     fetched[(item.record.source, item.record.key)] = item
         self.records_read += len(fetched)
         # Records are never deleted: every missing pair was fetched (in its newest version).

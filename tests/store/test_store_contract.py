@@ -272,6 +272,30 @@ def test_news_per_source_keeps_each_sources_newest_with_ties_by_key(store: SqlSt
     assert len(store.news(per_source=5)) == 9
 
 
+def test_a_read_shares_one_object_per_stored_time(store: SqlStore) -> None:
+    """Records stored together share their first-sight and change times; a read keeps one object per value."""
+    day = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    store.upsert("silicon-saxony", [news(f"sx-{n}", f"Saxony {n}", day + timedelta(days=n)) for n in range(3)], now=NOW)
+    store.upsert("biopro", [news("bp-1", "BioPro", day, source="biopro")], now=LATER)
+
+    read = store.news()
+
+    assert [(n.record.id, n.first_seen, n.changed_at) for n in read] == [
+        ("sx-2", NOW, NOW),
+        ("sx-1", NOW, NOW),
+        ("bp-1", LATER, LATER),
+        ("sx-0", NOW, NOW),
+    ]
+    assert len({id(moment) for n in read for moment in (n.first_seen, n.changed_at)}) == 2
+    store.upsert(
+        "plastics-cluster", [event(f"ev-{n}", f"Event {n}", day + timedelta(days=n)) for n in range(2)], now=NOW
+    )
+    store.upsert("plastics-cluster", [event("ev-2", "Event 2", day)], now=LATER)
+    events = store.events(since=day)
+    assert [(e.record.uid, e.first_seen) for e in events] == [("ev-0", NOW), ("ev-2", LATER), ("ev-1", NOW)]
+    assert len({id(moment) for e in events for moment in (e.first_seen, e.changed_at)}) == 2
+
+
 def test_changed_tags_replace_the_old_ones(store: SqlStore) -> None:
     store.upsert("silicon-saxony", [MATCHMAKING], now=NOW)
     store.upsert("silicon-saxony", [dataclasses.replace(MATCHMAKING, tags=("Life Sciences",))], now=LATER)
