@@ -158,8 +158,9 @@ class _SpillFile:
         return data
 
     def close(self) -> None:
+        fd, self._fd = self._fd, -1  # a late read fails (EBADF) instead of reading a file that reused the number
         with contextlib.suppress(OSError):
-            os.close(self._fd)
+            os.close(fd)
 
 
 class Spilled:

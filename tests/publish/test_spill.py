@@ -120,3 +120,17 @@ def test_past_the_budget_new_fragments_are_saved_as_they_come_not_held_until_the
         assert saved == saved_before_close
     with sqlite3.connect(path) as other:
         assert other.execute("SELECT count(*) FROM fragment").fetchone() == (9000,)
+
+
+def test_a_spilled_fragment_read_after_its_publish_ended_fails_instead_of_reading_another_file(tmp_path: Path) -> None:
+    with fragment_cache(tmp_path / "render-cache.sqlite3", memory_budget=0) as cache:
+        late = cache.put("rss", b"k", 1, 1, b"<item>late</item>\n")
+        assert isinstance(late, Spilled)
+        assert late.read() == b"<item>late</item>\n"
+    reused = os.open(tmp_path / "another-file", os.O_RDWR | os.O_CREAT)  # likely takes the spill file's number
+    try:
+        os.write(reused, b"not a fragment at all")
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            late.read()
+    finally:
+        os.close(reused)
