@@ -11,6 +11,7 @@ for byte; the cache class itself is checked with a budget of a few hundred bytes
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import sqlite3
@@ -134,3 +135,22 @@ def test_a_spilled_fragment_read_after_its_publish_ended_fails_instead_of_readin
             late.read()
     finally:
         os.close(reused)
+
+
+def test_without_a_place_for_the_spill_file_fragments_stay_in_memory_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data directory should be")
+    with (
+        caplog.at_level(logging.WARNING, logger="aggregator.publish"),
+        fragment_cache(blocked / "render-cache.sqlite3", memory_budget=0) as cache,
+    ):
+        made = [cache.put("rss", bytes([n]), n, 1, b"<item>%d</item>\n" % n) for n in range(3)]
+    assert made == [b"<item>0</item>\n", b"<item>1</item>\n", b"<item>2</item>\n"]
+    assert cache.spilled == 0
+    warnings = [r.getMessage() for r in caplog.records if "spill" in r.getMessage()]
+    assert warnings == [
+        f"render cache {blocked / 'render-cache.sqlite3'}: no spill file ([Errno 17] File exists: '{blocked}'): "
+        "fragments stay in memory"
+    ]
