@@ -134,6 +134,7 @@ class Driver:
         self.split["publish_s"] = round(time.perf_counter() - started, 3)
         self.split["fragments_reused"] = report.fragments_reused
         self.split["fragments_rendered"] = report.fragments_rendered
+        self.split["fragments_spilled"] = report.fragments_spilled
         self.split["publish_processes"] = report.processes
         self.split["publish_read_s"] = round(report.read_seconds, 3)
         self.split["publish_merge_s"] = round(report.merge_seconds, 3)

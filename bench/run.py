@@ -377,9 +377,12 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "publish_forced_read_s": steps["publish-forced"].get("publish_read_s"),
                 "publish_forced_merge_s": steps["publish-forced"].get("publish_merge_s"),
                 "publish_forced_render_s": steps["publish-forced"].get("publish_render_s"),
+                # fragments kept in the spill file instead of memory (past publish_memory_mb)
+                "publish_forced_fragments_spilled": steps["publish-forced"].get("fragments_spilled"),
                 # feeds/ and the fragment cache deleted: every item rendered again (after an upgrade)
                 "publish_cold_s": steps["publish-cold"]["seconds"],
                 "publish_cold_vs_write_floor": ratio(steps["publish-cold"]["seconds"], write_floor),
+                "publish_cold_fragments_spilled": steps["publish-cold"].get("fragments_spilled"),
                 "full_cycle_run_s": full.get("run_s"),
                 "full_cycle_publish_s": full.get("publish_s"),
                 "changed_10pct_run_s": changed.get("run_s"),
