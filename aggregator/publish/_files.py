@@ -49,7 +49,7 @@ _BATCH = 512  # pieces per writev call (IOV_MAX is 1024 on Linux)
 def _write_all(fd: int, parts: Sequence[Fragment]) -> None:
     """Write every piece in order, a batch per system call, however short the kernel's writes are.
 
-    Spilled pieces are read back a batch at a time: a file's bytes are never all in memory.
+    Spilled pieces are read back a batch at a time: never all of a file's spilled bytes at once.
     """
     for start in range(0, len(parts), _BATCH):
         batch = [memoryview(_bytes(p)) for p in parts[start : start + _BATCH] if p]
