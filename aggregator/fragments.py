@@ -48,6 +48,7 @@ __all__ = [
     "code_digest",
     "forget_fragments",
     "fragment",
+    "fragment_bytes",
     "fragment_cache",
     "joined",
 ]
@@ -187,9 +188,14 @@ class Spilled:
 Fragment = bytes | Spilled  # what ``fragment`` gives: the bytes, or where they wait
 
 
+def fragment_bytes(part: Fragment) -> bytes:
+    """A piece's bytes: itself, or read back from the spill file."""
+    return part if isinstance(part, bytes) else part.read()
+
+
 def joined(parts: Iterable[Fragment]) -> bytes:
     """A document's pieces as one ``bytes`` (spilled ones read back)."""
-    return b"".join(p if isinstance(p, bytes) else p.read() for p in parts)
+    return b"".join(map(fragment_bytes, parts))
 
 
 class FragmentCache:

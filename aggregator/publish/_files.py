@@ -15,16 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aggregator.errors import PublishError
-from aggregator.fragments import Fragment
+from aggregator.fragments import Fragment, fragment_bytes
 
 __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 
 
 _CHUNK = 1 << 20  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
-
-
-def _bytes(part: Fragment) -> bytes:
-    return part if isinstance(part, bytes) else part.read()
 
 
 def _unchanged(path: Path, parts: Sequence[Fragment]) -> bool:
@@ -33,7 +29,7 @@ def _unchanged(path: Path, parts: Sequence[Fragment]) -> bool:
             if os.fstat(file.fileno()).st_size != sum(map(len, parts)):
                 return False
             for part in parts:
-                view = memoryview(_bytes(part))
+                view = memoryview(fragment_bytes(part))
                 for start in range(0, len(view), _CHUNK):
                     piece = view[start : start + _CHUNK]
                     if file.read(len(piece)) != piece:
@@ -52,7 +48,7 @@ def _write_all(fd: int, parts: Sequence[Fragment]) -> None:
     Spilled pieces are read back a batch at a time: never all of a file's spilled bytes at once.
     """
     for start in range(0, len(parts), _BATCH):
-        batch = [memoryview(_bytes(p)) for p in parts[start : start + _BATCH] if p]
+        batch = [memoryview(fragment_bytes(p)) for p in parts[start : start + _BATCH] if p]
         first = 0
         while first < len(batch):
             written = os.writev(fd, batch[first:] if first else batch)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.fragments import Fragment, joined
+from aggregator.fragments import Fragment, fragment_bytes, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import memoized, plain_lines, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
@@ -190,7 +190,7 @@ def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
         return f"{tzid or ''}\t{','.join(map(str, years))}\n".encode() + text
 
     stored = stored_fragment("vevent", item, uid, render)
-    whole = stored if isinstance(stored, bytes) else stored.read()  # the first line is needed here
+    whole = fragment_bytes(stored)  # the first line is needed here
     end = whole.index(b"\n")
     tzid, _, years = whole[:end].decode().partition("\t")
     text = whole[end + 1 :] if isinstance(stored, bytes) else stored.tail(end + 1)
