@@ -181,7 +181,7 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
 
     from aggregator.fetch import Fetcher
     from aggregator.pipeline import Outcome, Pipeline
-    from aggregator.processes import end_with_parent_process
+    from aggregator.processes import init_parse_worker
     from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
 
     unknown = [n for n in names if config.source(n) is None]
@@ -193,7 +193,7 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
     fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
     # Parse on every core while the event loop keeps fetching; a handful of sources is not worth the start-up.
     executor = (
-        ProcessPoolExecutor(max_workers=os.cpu_count() or 2, initializer=end_with_parent_process)
+        ProcessPoolExecutor(max_workers=os.cpu_count() or 2, initializer=init_parse_worker)
         if len(chosen) >= 8
         else None
     )

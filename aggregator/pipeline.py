@@ -27,6 +27,7 @@ from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.parse import parse_document
 from aggregator.parse.detail import enrich_from_detail
+from aggregator.processes import note_job_done
 from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
 from aggregator.store.base import Store, UpsertSummary
 
@@ -150,7 +151,10 @@ class _StateWriter:
 
 def _parse(body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime) -> ParseResult:
     # Top-level so a process pool can pickle it.
-    return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
+    try:
+        return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
+    finally:
+        note_job_done(len(body))
 
 
 def _enrich(record: Record, body: bytes, source: SourceConfig, url: str, fetched_at: datetime) -> Record:

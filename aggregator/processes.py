@@ -22,7 +22,9 @@ import os
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Generic, TypeVar
 
 __all__ = [
@@ -32,9 +34,13 @@ __all__ = [
     "die_with_parent",
     "end_with_parent_process",
     "fork_call",
+    "init_parse_worker",
     "limit_malloc_arenas",
+    "note_job_done",
+    "parse_pool",
     "release_free_memory",
     "release_free_memory_every",
+    "release_memory",
     "room_for_copies",
 ]
 
@@ -84,17 +90,78 @@ def release_free_memory() -> bool:
 
 
 RELEASE_EVERY_S = 60.0
+# Resident growth since the last release that is worth a full garbage collection first. Storing
+# a 50,000-event calendar left the daemon 44 MB that only ``gc.collect()`` gave back (its parse
+# worker 130 MB), and both stayed at that size: the collector had not run its full pass.
+COLLECT_AFTER_GROWTH_KIB = 32 * 1024
+BIG_JOB_BYTES = 1 << 20  # a document this large leaves a parser's object tree worth collecting
+_BIG_JOB_DONE = threading.Event()
+
+
+def release_memory(settled_kib: int | None) -> int | None:
+    """Give free memory back to the system, after a full garbage collection when there is garbage to expect.
+
+    ``settled_kib``: the resident size after the previous call (None: unknown). A full
+    collection of a daemon's heap takes tens of milliseconds, so it runs only after a big job
+    (``note_job_done``) or when the process grew by ``COLLECT_AFTER_GROWTH_KIB`` since the
+    last call. Returns the resident size now, for the next call.
+    """
+    big_job = _BIG_JOB_DONE.is_set()
+    _BIG_JOB_DONE.clear()
+    resident = _kib("/proc/self/status", "VmRSS")
+    grown = resident is not None and settled_kib is not None and resident - settled_kib >= COLLECT_AFTER_GROWTH_KIB
+    if big_job or grown:
+        gc.collect()
+    release_free_memory()
+    return _kib("/proc/self/status", "VmRSS")
 
 
 async def release_free_memory_every(seconds: float = RELEASE_EVERY_S) -> None:
-    """``release_free_memory`` once every ``seconds`` for as long as the task runs (a daemon's life).
+    """``release_memory`` once every ``seconds`` for as long as the task runs (a daemon's life).
 
     A call costs a few milliseconds, made in a worker thread; cycles end at any time, so a
     steady rhythm is simpler than tracking them and as good.
     """
+    settled = _kib("/proc/self/status", "VmRSS")
     while True:
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(release_free_memory)
+        settled = await asyncio.to_thread(release_memory, settled)
+
+
+PARSE_WORKER_RELEASE_S = 10.0  # how soon a parse worker gives back what a big job left
+
+
+def note_job_done(input_bytes: int) -> None:
+    """In a parse worker: a job that read ``input_bytes`` ended (a big one's garbage is collected soon)."""
+    if input_bytes >= BIG_JOB_BYTES:
+        _BIG_JOB_DONE.set()
+
+
+def init_parse_worker() -> None:
+    """A parse pool's initializer: end with the daemon, and give back what a big job left behind.
+
+    A worker that parsed a 33 MB calendar stayed at 240 MB resident for the daemon's life (90 MB
+    before it): the parser's object tree was garbage that only a full collection frees, and the
+    freed memory stayed with malloc. A thread looks every ``PARSE_WORKER_RELEASE_S`` seconds:
+    after a big job (``note_job_done``) it collects, and it always trims.
+    """
+    end_with_parent_process()
+
+    def release_after_jobs() -> None:
+        settled = _kib("/proc/self/status", "VmRSS")
+        while True:
+            time.sleep(PARSE_WORKER_RELEASE_S)
+            settled = release_memory(settled)
+
+    threading.Thread(target=release_after_jobs, name="release-memory", daemon=True).start()
+
+
+def parse_pool(workers: int) -> ProcessPoolExecutor:
+    """The daemon's parse workers: children of a forkserver (the daemon has threads that a fork
+    would copy mid-flight), ended with it and giving back what big jobs leave (``init_parse_worker``)."""
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver"), initializer=init_parse_worker
+    )
 
 
 @contextlib.contextmanager

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +29,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
-from aggregator.processes import end_with_parent_process, release_free_memory_every
+from aggregator.processes import parse_pool, release_free_memory_every
 from aggregator.records import Validators
 from aggregator.runtime import (
     DataDirLock,
@@ -97,11 +95,7 @@ class Daemon:
     async def run(self) -> int:
         lock = DataDirLock(self.config.data_dir)
         lock.acquire()
-        executor = ProcessPoolExecutor(
-            max_workers=self.options.parse_workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=end_with_parent_process,  # a kill -9 of the daemon must not leave its parse workers behind
-        )
+        executor = parse_pool(self.options.parse_workers)
         self.store = open_configured_store(self.config)
         fetcher = Fetcher(self.config.defaults, user_agent=USER_AGENT)
         # One daemon per data directory (the lock above): its pipeline may keep source states in memory.

@@ -34,7 +34,6 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.fragments import CACHE_FILE
 from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
-from aggregator.processes import limit_malloc_arenas, release_free_memory_every
+from aggregator.processes import limit_malloc_arenas, parse_pool, release_free_memory_every
 from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
 
@@ -93,7 +92,7 @@ class Driver:
         self.server = server
         self.seed = seed
         self.fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
-        self.executor = ProcessPoolExecutor(max_workers=os.cpu_count() or 2)
+        self.executor = parse_pool(os.cpu_count() or 2)  # the daemon's pool (forkserver, memory given back)
         self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor, remember_states=True)
         self.sources = [s for s in config.sources if s.enabled]
         self.split: dict[str, Any] = {}  # the last step's parts: run_s, publish_s, fragments reused/rendered

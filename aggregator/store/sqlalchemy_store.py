@@ -63,6 +63,7 @@ _WRITE = "clusterfeeds_write"  # execution option: this transaction will write
 _REVISION = re.compile(r"^(down_)?revision(?:\s*:[^=]*)?\s*=\s*(?:\"([^\"]+)\"|None)", re.M)
 
 
+_WRITE_BATCH = 1000  # records written per executemany within one upsert's transaction
 _READ_BATCH = 1000  # rows fetched at a time (a server-side cursor on PostgreSQL)
 _KNOWN_BATCH = 400  # (source, key) pairs per query when reading changed rows: 800 parameters
 _KNOWN_SHARE = 4  # more than a quarter of the rows changed: one ordered scan beats the batched lookups
@@ -268,6 +269,32 @@ def _tags(record: Record) -> set[str]:
     return {t.casefold() for t in record.tags if t.strip()}
 
 
+def _write_rows(
+    conn: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]], tag_rows: list[dict[str, Any]]
+) -> None:
+    """New rows, changed rows (their tags replaced) and the tags of both, each as one executemany."""
+    if inserts:
+        conn.execute(records.insert(), inserts)
+    if updates:
+        where = and_(
+            records.c.source == bindparam("b_source"),
+            records.c.kind == bindparam("b_kind"),
+            records.c.key == bindparam("b_key"),
+        )
+        conn.execute(records.update().where(where), updates)
+        tag_where = and_(
+            record_tags.c.source == bindparam("b_source"),
+            record_tags.c.kind == bindparam("b_kind"),
+            record_tags.c.key == bindparam("b_key"),
+        )
+        conn.execute(
+            record_tags.delete().where(tag_where),
+            [{"b_source": u["b_source"], "b_kind": u["b_kind"], "b_key": u["b_key"]} for u in updates],
+        )
+    if tag_rows:
+        conn.execute(record_tags.insert(), tag_rows)
+
+
 _STATE_COLUMNS = (
     "etag",
     "last_modified",
@@ -390,7 +417,7 @@ class SqlStore:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         tag_rows: list[dict[str, Any]] = []
-        unchanged = 0
+        unchanged = new = updated = 0
         with self._transaction(f"storing records of source '{source}'", write=True) as conn:
             if self.dialect == "postgresql":
                 # Read-then-write under READ COMMITTED: two writers of one source would both insert.
@@ -404,6 +431,18 @@ class SqlStore:
                     ).where(records.c.source == source)
                 )
             }
+
+            def flush() -> None:
+                """Write the rows gathered so far (still one transaction): a 50,000-event calendar's
+                rows are never all built at once (they held 150 MB of the daemon for good)."""
+                nonlocal new, updated
+                _write_rows(conn, inserts, updates, tag_rows)
+                new += len(inserts)
+                updated += len(updates)
+                inserts.clear()
+                updates.clear()
+                tag_rows.clear()
+
             for (kind, key), record in batch.items():
                 text, digest = codec.encode_with_hash(record)
                 own_sequence = record.sequence if isinstance(record, EventRecord) else 0
@@ -435,30 +474,13 @@ class SqlStore:
                     row_id = {"b_source": source, "b_kind": kind, "b_key": key}
                     updates.append({**row_id, **values, "sequence": max(bump, own_sequence)})
                 tag_rows.extend({"source": source, "kind": kind, "key": key, "tag": t} for t in _tags(record))
-            if inserts:
-                conn.execute(records.insert(), inserts)
-            if updates:
-                where = and_(
-                    records.c.source == bindparam("b_source"),
-                    records.c.kind == bindparam("b_kind"),
-                    records.c.key == bindparam("b_key"),
-                )
-                conn.execute(records.update().where(where), updates)
-                tag_where = and_(
-                    record_tags.c.source == bindparam("b_source"),
-                    record_tags.c.kind == bindparam("b_kind"),
-                    record_tags.c.key == bindparam("b_key"),
-                )
-                conn.execute(
-                    record_tags.delete().where(tag_where),
-                    [{"b_source": u["b_source"], "b_kind": u["b_kind"], "b_key": u["b_key"]} for u in updates],
-                )
-            if tag_rows:
-                conn.execute(record_tags.insert(), tag_rows)
-            if inserts or updates:
+                if len(inserts) + len(updates) >= _WRITE_BATCH:
+                    flush()
+            flush()
+            if new or updated:
                 conn.execute(meta.update().where(meta.c.name == "generation").values(value=meta.c.value + 1))
-        self.records_written += len(inserts) + len(updates)
-        return UpsertSummary(new=len(inserts), updated=len(updates), unchanged=unchanged)
+        self.records_written += new + updated
+        return UpsertSummary(new=new, updated=updated, unchanged=unchanged)
 
     def save_match_keys(self, keys: Sequence[tuple[StoredNews | StoredEvent, MatchKeys]]) -> int:
         """Store de-duplication keys computed for items read without them; returns the rows updated.

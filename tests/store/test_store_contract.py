@@ -351,6 +351,38 @@ def test_events_window_keeps_ongoing_open_ended_and_recurring_events(store: SqlS
     ]
 
 
+def test_an_upsert_larger_than_one_write_batch_stores_every_record_tag_and_sequence(store: SqlStore) -> None:
+    """A big calendar is written a batch of rows at a time inside one transaction: nothing lost or doubled."""
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=VIENNA)
+    series = [
+        event(f"session-{i:04d}", f"Session {i}", start + timedelta(hours=i), tags=("Kunststoff", f"track {i % 3}"))
+        for i in range(2_500)
+    ]
+    generation = store.generation()
+    assert store.upsert("plastics-cluster", series, now=NOW) == UpsertSummary(new=2_500)
+    assert store.generation() == generation + 1
+
+    # 1,200 changed (titles), the rest as they were, 10 new: across three write batches again.
+    changed = [dataclasses.replace(e, title=e.title + " (moved)") if i < 1_200 else e for i, e in enumerate(series)]
+    more = [event(f"extra-{i}", f"Extra {i}", start - timedelta(days=1), tags=("Kunststoff",)) for i in range(10)]
+    assert store.upsert("plastics-cluster", [*changed, *more], now=LATER) == UpsertSummary(
+        new=10, updated=1_200, unchanged=1_300
+    )
+    assert store.generation() == generation + 2
+
+    stored = {e.record.uid: e for e in store.events(since=NOW - timedelta(days=2))}
+    assert len(stored) == 2_510
+    assert stored["session-0000"].record.title == "Session 0 (moved)"
+    assert stored["session-1199"].sequence == 1
+    assert stored["session-1199"].changed_at == LATER
+    assert stored["session-1200"].record.title == "Session 1200"
+    assert stored["session-1200"].sequence == 0
+    assert stored["session-2499"].changed_at == NOW
+    assert len(store.events(since=NOW - timedelta(days=2), tag="kunststoff")) == 2_510
+    assert len(store.events(since=NOW - timedelta(days=2), tag="track 1")) == 833  # i % 3 == 1 below 2,500
+    assert store.events(since=NOW - timedelta(days=2), tag="track 1")[0].record.tags == ("Kunststoff", "track 1")
+
+
 def test_events_filter_by_source_and_tag(store: SqlStore) -> None:
     saxony = event(
         "halbleiter",
