@@ -316,6 +316,9 @@ class Pipeline:
             discovered = feed.url
             result = feed
             digest = body_hash(feed.body)
+        # Parsed and hashed: the body is not needed while the records are stored (a 33 MB calendar
+        # would otherwise sit in the daemon beside its 50,000 records and their rows).
+        result = replace(result, body=b"")
         records = await self._with_details(source, parsed, now)
         if not records and parsed.problems:
             # An error page or a document that is not what the source should be: a failure,
