@@ -146,8 +146,10 @@ def plain_text(value: str) -> str:
     ``javascript:`` left in the words gets a zero-width space.
     """
     if "<" not in value and "&" not in value:
-        # Nothing an HTML parser would read as markup: html_to_text would only clean it.
-        return _SCRIPT_SCHEME.sub("\\1\u200b\\2", clean_text(value))
+        # Nothing an HTML parser would read as markup: html_to_text would only clean it. Already
+        # plain (most titles): the same string, not a copy held beside the record's.
+        plain = _SCRIPT_SCHEME.sub("\\1\u200b\\2", clean_text(value))
+        return value if plain == value else plain
     current = value
     for _ in range(4):
         following = html_to_text(current)
@@ -295,13 +297,24 @@ def record_authors(record: NewsRecord) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class NewsPieces:
-    """What every news format shows of one item, made safe once (RSS, Atom and JSON Feed share it)."""
+    """What every news format shows of one item, made safe once (RSS, Atom and JSON Feed share it).
 
-    id: str  # item_id
+    Held for every item until the last news format of a first publish is done, so it keeps
+    references, not copies: the tag: URI is made on use (a copy per item was 42 MB of a large
+    first publish), and a title that is already plain is the record's own string.
+    """
+
+    source: str
+    record_id: str
     title: str  # plain_title
     link: str | None  # safe_url
     summary: str  # safe_html
     authors: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        """The item's ``item_id``."""
+        return item_id(self.source, self.record_id)
 
 
 def news_pieces(item: StoredNews) -> NewsPieces:
@@ -310,7 +323,8 @@ def news_pieces(item: StoredNews) -> NewsPieces:
     def compute() -> NewsPieces:
         record = item.record
         return NewsPieces(
-            id=item_id(record.source, record.id),
+            source=record.source,
+            record_id=record.id,
             title=plain_title(record.title),
             link=safe_url(record.link),
             summary=safe_html(record.summary),
