@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest demo bench bench-large system-deps fuzz clean
+.PHONY: install run test lint typecheck pytest demo bench bench-large bench-deps system-deps fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +41,14 @@ demo: install
 	$(BIN)/python -m demo.run
 
 ## Benchmarks (never part of `make test`): small and medium workloads against their floors.
-bench: install
+## newsboat, the benchmark's peer (installed when root with apt).
+bench-deps:
+	bash scripts/bench-deps.sh
+
+bench: install bench-deps
 	$(BIN)/python -m bench.run --workloads small,medium
 
-bench-large: install
+bench-large: install bench-deps
 	$(BIN)/python -m bench.run --workloads large
 
 ## Bounded fuzzing of every parser entry point.
