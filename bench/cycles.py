@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing.forkserver
 import os
 import resource
 import shutil
@@ -148,6 +149,10 @@ class Driver:
 
     def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
         workers = getattr(self.executor, "_processes", {}) or {}
+        # The forkserver the workers are forked from holds the parsers it preloaded: its share of
+        # those pages is the pool's memory too (PSS splits them between it and the workers).
+        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+        pool = [*workers, *([server] if server else [])]
         split, self.split = self.split, {}
         return {
             "step": step,
@@ -160,8 +165,8 @@ class Driver:
             "rss_mb": round(proc_status_kb("self", "VmRSS") / 1024, 1),
             "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
             "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
-            "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *workers]) / 1024, 1),
-            "workers_pss_mb": round(sum(pss_kb(pid) for pid in workers) / 1024, 1),
+            "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *pool]) / 1024, 1),
+            "workers_pss_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),  # with the forkserver
             # the largest child reaped so far: the isolated publisher (pool workers live to the end)
             "children_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         }
