@@ -240,21 +240,23 @@ class Pipeline:
         """Parse in the pool. A big body goes through a file in the data directory: sent through the
         pool's pipe it was pickled into a second copy, which the pipe's feeder thread kept until the
         next job (a 33 MB calendar: 37 MB more in the daemon while its 50,000 records came back)."""
-        if not isinstance(self.executor, ProcessPoolExecutor) or len(body) < SPOOL_BYTES:
-            parsed: ParseResult = await self._in_pool(_parse, body, source, url, content_type, now)
-            return parsed
-        try:
-            spooled = await asyncio.to_thread(_spool, self.config.data_dir, body)
-        except OSError:  # no room or no right to write there: the pipe, as for small bodies
-            parsed = await self._in_pool(_parse, body, source, url, content_type, now)
-            return parsed
-        self.bodies_spooled += 1
-        try:
-            parsed = await self._in_pool(_parse_spooled, str(spooled), source, url, content_type, now)
-            return parsed
-        finally:
-            with contextlib.suppress(OSError):
-                spooled.unlink()
+        if isinstance(self.executor, ProcessPoolExecutor) and len(body) >= SPOOL_BYTES:
+            try:
+                spooled = await asyncio.to_thread(_spool, self.config.data_dir, body)
+            except OSError:  # no room or no right to write there: the pipe, as for small bodies
+                spooled = None
+            if spooled is not None:
+                self.bodies_spooled += 1
+                try:
+                    from_file: ParseResult = await self._in_pool(
+                        _parse_spooled, str(spooled), source, url, content_type, now
+                    )
+                    return from_file
+                finally:
+                    with contextlib.suppress(OSError):
+                        spooled.unlink()
+        parsed: ParseResult = await self._in_pool(_parse, body, source, url, content_type, now)
+        return parsed
 
     async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -108,12 +108,12 @@ def release_memory(settled_kib: int | None) -> int | None:
     """
     big_job = _BIG_JOB_DONE.is_set()
     _BIG_JOB_DONE.clear()
-    resident = _kib("/proc/self/status", "VmRSS")
+    resident = _resident_kib()
     grown = resident is not None and settled_kib is not None and resident - settled_kib >= COLLECT_AFTER_GROWTH_KIB
     if big_job or grown:
         gc.collect()
     release_free_memory()
-    return _kib("/proc/self/status", "VmRSS")
+    return _resident_kib()
 
 
 async def release_free_memory_every(seconds: float = RELEASE_EVERY_S) -> None:
@@ -122,7 +122,7 @@ async def release_free_memory_every(seconds: float = RELEASE_EVERY_S) -> None:
     A call costs a few milliseconds, made in a worker thread; cycles end at any time, so a
     steady rhythm is simpler than tracking them and as good.
     """
-    settled = _kib("/proc/self/status", "VmRSS")
+    settled = _resident_kib()
     while True:
         await asyncio.sleep(seconds)
         settled = await asyncio.to_thread(release_memory, settled)
@@ -148,7 +148,7 @@ def init_parse_worker() -> None:
     end_with_parent_process()
 
     def release_after_jobs() -> None:
-        settled = _kib("/proc/self/status", "VmRSS")
+        settled = _resident_kib()
         while True:
             time.sleep(PARSE_WORKER_RELEASE_S)
             settled = release_memory(settled)
@@ -285,13 +285,18 @@ def _kib(path: str, field: str) -> int | None:
     return None
 
 
+def _resident_kib() -> int | None:
+    """This process's resident size (None where there is no /proc)."""
+    return _kib("/proc/self/status", "VmRSS")
+
+
 def room_for_copies(copies: int) -> bool:
     """True when the machine has memory for ``copies`` more processes of this one's size, with as much to spare.
 
     A forked copy shares pages only until it touches them, and rendering touches every
     record: count on a full copy each. Unknown (not Linux): True.
     """
-    resident = _kib("/proc/self/status", "VmRSS")
+    resident = _resident_kib()
     available = _kib("/proc/meminfo", "MemAvailable")
     if resident is None or available is None:
         return True
