@@ -31,7 +31,7 @@ from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.parse import parse_document
 from aggregator.parse.detail import enrich_from_detail
-from aggregator.processes import note_job_done
+from aggregator.processes import note_job_done, parse_in_fresh_process
 from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
 from aggregator.store.base import Store, UpsertSummary
 
@@ -239,7 +239,9 @@ class Pipeline:
     ) -> ParseResult:
         """Parse in the pool. A big body goes through a file in the data directory: sent through the
         pool's pipe it was pickled into a second copy, which the pipe's feeder thread kept until the
-        next job (a 33 MB calendar: 37 MB more in the daemon while its 50,000 records came back)."""
+        next job (a 33 MB calendar: 37 MB more in the daemon while its 50,000 records came back).
+        A process of its own parses it and ends (``parse_in_fresh_process``): the pool's workers
+        stay as small as their everyday jobs keep them."""
         if isinstance(self.executor, ProcessPoolExecutor) and len(body) >= SPOOL_BYTES:
             try:
                 spooled = await asyncio.to_thread(_spool, self.config.data_dir, body)
@@ -248,8 +250,8 @@ class Pipeline:
             if spooled is not None:
                 self.bodies_spooled += 1
                 try:
-                    from_file: ParseResult = await self._in_pool(
-                        _parse_spooled, str(spooled), source, url, content_type, now
+                    from_file: ParseResult = await asyncio.wrap_future(
+                        parse_in_fresh_process(_parse_spooled, str(spooled), source, url, content_type, now)
                     )
                     return from_file
                 finally:

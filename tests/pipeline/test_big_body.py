@@ -89,3 +89,72 @@ def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPSer
         f"silicon-saxony: news {i}" for i in range(3)
     ]
     store.close()
+
+
+def _resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_a_big_body_is_parsed_by_a_process_that_ends_and_the_pool_worker_never_holds_it(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """A pool worker that parsed a big document kept tens of MB of it; a fresh process gives all back by ending."""
+    items = 6_000
+    big = _feed("hydrogen-valley", items, 8)
+    assert len(big) > 4 * SPOOL_BYTES
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/big.xml").respond_with_data(big, content_type="application/rss+xml")
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[defaults]\nallow_private = true\ndata_dir = "data"\nmax_items = 10000\n'
+        f'[[source]]\nname = "hydrogen-valley"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n',
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    config.data_dir.mkdir()
+    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    pool = parse_pool(1)
+    try:
+        worker = pool.submit(os.getpid).result()
+        forkserver = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        before = _resident_mib(worker)
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+
+        async def run() -> list[Outcome]:
+            try:
+                return [o.outcome for o in await pipeline.run_all(config.sources)]
+            finally:
+                await pipeline.fetcher.aclose()
+
+        assert asyncio.run(run()) == [Outcome.CHANGED]
+        after = _resident_mib(worker)
+        assert pool.submit(os.getpid).result() == worker  # the same worker, never replaced
+        # The process that parsed it was the forkserver's child too, and it has ended.
+        deadline = time.monotonic() + 30
+        while _children(forkserver) != {worker} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _children(forkserver) == {worker}
+    finally:
+        pool.shutdown()
+    assert pipeline.bodies_spooled == 1
+    assert after - before < 4, f"worker at {after:.0f} MB, {before:.0f} MB before the big feed"
+    news = store.news(source="hydrogen-valley")
+    assert len(news) == items
+    assert sorted(n.record.title for n in news)[:2] == ["hydrogen-valley: news 0", "hydrogen-valley: news 1"]
+    store.close()
