@@ -221,23 +221,31 @@ def _render_and_write(
     now: datetime,
     base_url: str,
     states: Sequence[SourceState],
-    known: tuple[Mapping[tuple[str, str], StoredNews], Mapping[tuple[str, str], StoredEvent]] | None = None,
+    known: tuple[dict[tuple[str, str], StoredNews], dict[tuple[str, str], StoredEvent]] | None = None,
 ) -> PublishReport:
     since = now - timedelta(days=config.defaults.past_days)
     started = time.perf_counter()
     known_news, known_events = known or (None, None)
     news, news_keys = _with_match_keys(store.news(known=known_news, per_source=news_per_source(config)))
     events, event_keys = _with_match_keys(store.events(since=since, known=known_events))
-    data = PublishInput(config=config, news=news, events=events, states=states, now=now, base_url=base_url)
+    for read_ahead in (known_news, known_events):
+        if read_ahead is not None:
+            read_ahead.clear()  # read again where changed: what is left is in ``news`` and ``events``
     read_seconds = time.perf_counter() - started
-    report = dataclasses.replace(
-        publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
-    )
-    # After the publish, not beside it: a thread running would keep it from forking its helper.
+    # Before the publish, not beside it (a thread running would keep it from forking its helper),
+    # and not after: the publish lets the events go once its calendars are written.
     try:
         store.save_match_keys([*news_keys, *event_keys])
     except StoreError as error:  # the keys are computed again next time: speed lost, not output
         log.warning("de-duplication keys not saved: %s", error)
+    del news_keys, event_keys
+    data = PublishInput(
+        config=config, news=news, events=events, states=states, now=now, base_url=base_url, release_events=True
+    )
+    del events  # handed over: the publish empties the list
+    report = dataclasses.replace(
+        publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
+    )
     remember_publish(config, token, report)
     return report
 
@@ -264,7 +272,7 @@ def _with_match_keys(items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item,
 def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:
     """The child's side of an isolated publish: its own store connection, then the usual publish."""
     die_with_parent(parent_pid)
-    known: tuple[Mapping[tuple[str, str], StoredNews], Mapping[tuple[str, str], StoredEvent]] | None = None
+    known: tuple[dict[tuple[str, str], StoredNews], dict[tuple[str, str], StoredEvent]] | None = None
     if _READ_AHEAD:  # a standby: the store is open and the records were read while sources were fetched
         location, store, news, events = _READ_AHEAD.pop()
         if location == _store_location(config):

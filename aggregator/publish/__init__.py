@@ -31,7 +31,15 @@ from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
 from aggregator.publish.ics import current_events, current_until, ics_parts
-from aggregator.publish.index import _LATEST_NEWS, IndexSource, IndexTag, render_index, source_status, stable_until
+from aggregator.publish.index import (
+    _LATEST_NEWS,
+    IndexSource,
+    IndexTag,
+    listed_events,
+    render_index,
+    source_status,
+    stable_until,
+)
 from aggregator.publish.jsonfeed import json_feed_parts
 from aggregator.publish.opml import OpmlEntry, render_opml
 from aggregator.publish.rss import rss_parts
@@ -74,6 +82,10 @@ class PublishInput:
     states: Sequence[SourceState]
     now: datetime
     base_url: str  # absolute, ends with "/"
+    # The caller hands ``events`` (a list) over: a process of the publish empties it once it has
+    # written its calendars, or at once when it writes none. A large workload's 100,000 events
+    # held 124 MB through the news formats in every process.
+    release_events: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +142,8 @@ def _site(source: SourceConfig) -> str | None:
     return f"{scheme}://{rest.split('/', 1)[0]}/"
 
 
-_FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
+_FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics
+_CALENDAR = 3  # the .ics file's index: a process writes it before any other (``_format_groups``)
 # What each format leaves in the render memo that no later format needs (dropped after it).
 _FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent",))
 _FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
@@ -243,7 +256,25 @@ def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]], Callable[[], datetime]]:
+@dataclass(frozen=True, slots=True)
+class _EventFacts:
+    """What index.html and ``valid_until`` need of the events: kept when the events are let go."""
+
+    listed: list[StoredEvent]  # the few that index.html shows (``listed_events``)
+    counts: dict[str, int]  # current events per source
+    leaving: datetime | None  # when the first current event leaves the past window
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    scopes: list[_Scope]
+    render_pages: Callable[[], list[_Output]]
+    valid_until: Callable[[], datetime]
+    event_facts: Callable[[], object]  # takes (and keeps) ``_EventFacts`` while every event is at hand
+    release_events: Callable[[], None]  # lets every event go (after ``event_facts``); no calendar renders after
+
+
+def _plan(data: PublishInput) -> _Plan:
     """Every scope to publish (merged, per source, per tag) and the renderer of index.html and OPML.
 
     Pure: rendering happens only when a scope's ``render`` is called, so ``publish`` can skip
@@ -292,8 +323,6 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
             return made[0]
 
         def render(index: int) -> _Output:
-            if index == _FORMATS - 1:
-                made.clear()  # the news files are done
             return _feed_file(
                 index,
                 prefix,
@@ -321,6 +350,31 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
         if not merged_events:
             merged_events.append(merge_events([e for s in sources for e in events_by_source[s.name]]))
         return merged_events[0]
+
+    def members_events(members: Sequence[SourceConfig]) -> list[StoredEvent]:
+        return merge_events([e for s in members for e in events_by_source[s.name]])
+
+    facts: list[_EventFacts] = []
+
+    def event_facts() -> _EventFacts:
+        if not facts:
+            facts.append(
+                _EventFacts(
+                    listed=listed_events(all_events(), data.now),
+                    counts={name: len(items) for name, items in events_by_source.items()},
+                    leaving=current_until(data.events, data.now, defaults.past_days),
+                )
+            )
+        return facts[0]
+
+    def release_events() -> None:
+        """Empty every list of events this publish holds (and the caller's, handed over)."""
+        event_facts()
+        for items in events_by_source.values():
+            items.clear()
+        merged_events.clear()
+        if isinstance(data.events, list):
+            data.events.clear()
 
     latest: list[list[StoredNews]] = []  # the merged feed's newest few, for index.html
 
@@ -364,12 +418,13 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                 f"News and events tagged {clean_text(tag)}",
                 f"{title}: {clean_text(tag)}",
                 partial(_merged_newest, [i for s in members for i in news_by_source[s.name]], cap),
-                partial(merge_events, [e for s in members for e in events_by_source[s.name]]),
+                partial(members_events, members),
             )
         )
 
     def render_pages() -> list[_Output]:
         states = {s.name: s for s in data.states}
+        known = event_facts()
         index_sources = [
             IndexSource(
                 name=clean_text(s.name),
@@ -377,7 +432,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                 site=_site(s),
                 tags=s.tags,
                 state=states.get(s.name),
-                items=min(len(news_by_source[s.name]), cap) + len(events_by_source[s.name]),
+                items=min(len(news_by_source[s.name]), cap) + known.counts[s.name],
             )
             for s in sources
         ]
@@ -392,7 +447,7 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
                         # The top of the merged feed; when that is not made this time, the newest window
                         # de-duplicated alone (de-duplicating 100,000 items for a few is wasted work).
                         news=latest[0] if latest else _merged_newest(all_news(), min(cap, _LATEST_NEWS)),
-                        events=all_events(),
+                        events=known.listed,
                         sources=index_sources,
                         tags=index_tags,
                         now=data.now,
@@ -415,8 +470,9 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
 
     def valid_until() -> datetime:
         """When the output would change with no record changing: the index's next days, the past window."""
-        edges = [stable_until(all_events(), data.now)]
-        leaving = current_until(data.events, data.now, defaults.past_days)
+        known = event_facts()
+        edges = [stable_until(known.listed, data.now)]
+        leaving = known.leaving
         if leaving is not None:
             edges.append(max(leaving, data.now))
         if single or not sources:
@@ -424,14 +480,14 @@ def _plan(data: PublishInput) -> tuple[list[_Scope], Callable[[], list[_Output]]
             edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
         return min(edges)
 
-    return scopes, render_pages, valid_until
+    return _Plan(scopes, render_pages, valid_until, event_facts, release_events)
 
 
 def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
-    scopes, render_pages, _ = _plan(data)
+    plan = _plan(data)
     with render_memo(), dedupe_memo():
-        return [output for s in scopes for output in s.render_all()] + render_pages()
+        return [output for s in plan.scopes for output in s.render_all()] + plan.render_pages()
 
 
 _STATE_FILE = "publish-state.json"  # in the data directory: never served, never in feeds/
@@ -502,6 +558,7 @@ def _write_formats(
     prune: bool,
     memory_budget: int,
     joined: Callable[[], list[_Written]],
+    release_events: Callable[[], None] | None = None,
 ) -> _Written:
     """Render files ``formats`` of ``scopes`` (and ``pages``: index.html, OPML, and until when all stay right).
 
@@ -511,6 +568,8 @@ def _write_formats(
     written, before the fragment cache closes); ``prune`` deletes the fragments of items
     that none of them used. ``memory_budget``: bytes of one format's fragments held in memory at
     most (the rest wait in the fragment cache's spill file until their files are written).
+    ``release_events``: lets the publish's events go; called once this process's calendars are
+    written, or before anything else when it writes none (the news formats never need them).
     """
     result = _Written([], 0, set(), 0, 0, None)
     pending: list[tuple[str, int, Future[bool]]] = []
@@ -544,11 +603,18 @@ def _write_formats(
 
         fragments.track_use(prune=prune)
         try:
+            if release_events is not None and _CALENDAR not in formats:
+                release_events()
+                release_free_memory()
             for index in formats:
-                for scope in scopes:
-                    submit(scope.render(index))
+                # The calendars' de-duplication keys in a memo of their own: it goes with the events.
+                with dedupe_memo() if index == _CALENDAR else contextlib.nullcontext():
+                    for scope in scopes:
+                        submit(scope.render(index))
                 forget_memoized(_FORMAT_MEMOS[index])
                 fragments.drop(_FRAGMENT_KINDS[index])
+                if index == _CALENDAR and release_events is not None:
+                    release_events()
                 # The format's fragments are freed: give their pages back before the next fills
                 # memory (a few ms; the large workload's publisher peaked 26 MB lower).
                 release_free_memory()
@@ -579,14 +645,22 @@ def _write_formats(
 
 
 def _format_groups(processes: int) -> list[tuple[int, ...]]:
-    """The formats each process renders: RSS (the first, which sanitises each item) alone when it can be."""
+    """The formats each process renders: RSS (the first, which sanitises each item) alone when it can be.
+
+    A process with calendars writes them first, then lets the events go (``release_events``):
+    its news formats, where a large publish peaks, are rendered without them.
+    """
     if processes >= _FORMATS:
         return [(index,) for index in range(_FORMATS)]
     if processes == 3:
-        return [(0,), (1, 2), (3,)]
+        return [(0,), (1, 2), (_CALENDAR,)]
     if processes == 2:
-        return [(0, 1), (2, 3)]
-    return [tuple(range(_FORMATS))]
+        return [(0, 1), (_CALENDAR, 2)]
+    return [(_CALENDAR, 0, 1, 2)]
+
+
+def _calendar_first(formats: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(formats, key=lambda index: index != _CALENDAR))
 
 
 def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
@@ -606,7 +680,9 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
 
 
 def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
-    scopes, render_pages, valid_until = _plan(data)
+    plan = _plan(data)
+    scopes, render_pages, valid_until = plan.scopes, plan.render_pages, plan.valid_until
+    release_events = plan.release_events if data.release_events else None
     state_path = data.config.data_dir / _STATE_FILE
     previous = _load_state(state_path, feeds_dir)
     # Whatever happens below, the last publish's change token no longer describes feeds/.
@@ -640,6 +716,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         with render_memo(), dedupe_memo(), fragment_cache(cache_path) as prepared:
             for scope in to_render:
                 scope.prepare()
+            plan.event_facts()  # once, before the fork: every process may let the events go
             cache_usable = prepared.usable  # else each process would warn again
         merge_counts = (prepared.hits, prepared.misses)
     else:
@@ -663,11 +740,12 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 prune=False,
                 memory_budget=memory_budget,
                 joined=list,
+                release_events=release_events,
             ),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
         )
         if helper is None:  # not safe to fork here: this process renders them too
-            mine += formats
+            mine = _calendar_first(mine + formats)
             pages_here = pages_here or extra
         else:
             helpers.append(helper)
@@ -690,6 +768,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             prune=len(to_render) == len(scopes),
             memory_budget=memory_budget,
             joined=joined,
+            release_events=release_events,
         )
     except Exception:
         # The helpers finish their files (each complete, or kept as it was) and clean up their

@@ -21,7 +21,7 @@ from aggregator.publish.ics import event_zone, rrule_value
 from aggregator.records import EventRecord, EventStatus, SourceState
 from aggregator.store.base import StoredEvent, StoredNews
 
-__all__ = ["IndexSource", "IndexTag", "render_index", "source_status", "stable_until", "upcoming"]
+__all__ = ["IndexSource", "IndexTag", "listed_events", "render_index", "source_status", "stable_until", "upcoming"]
 
 _UPCOMING_DAYS = 30
 _LATEST_NEWS = 20
@@ -162,6 +162,17 @@ def source_status(state: SourceState | None) -> tuple[str, str, str]:
         since = f"failing since {_stamp(began)}" if state.last_success else "failing, never succeeded"
         return "failing", since + (f" ({reason})" if reason else ""), last_success
     return "ok", "ok", last_success
+
+
+def listed_events(events: Sequence[StoredEvent], now: datetime) -> list[StoredEvent]:
+    """The few of ``events`` that ``render_index`` and ``stable_until`` at ``now`` look at.
+
+    Those with an occurrence in the next days, and every override (it may hide a series'
+    occurrence there); in their order, so both give the same as over all ``events``. A big
+    publish keeps these and lets the other events go once its calendars are written.
+    """
+    shown = {id(occurrence.record) for occurrence in upcoming(events, now, _UPCOMING_DAYS + 1)}
+    return [item for item in events if id(item.record) in shown or item.record.recurrence_id is not None]
 
 
 def stable_until(events: Sequence[StoredEvent], now: datetime, days: int = _UPCOMING_DAYS) -> datetime:
