@@ -89,6 +89,19 @@ def test_repeated_names_are_held_once_across_records() -> None:
     assert zoned[0].timezone is zoned[3].timezone
 
 
+def test_a_guid_equal_to_the_link_is_held_as_one_string() -> None:
+    """Most feeds' guid is the item's link: one string instead of two (27 MB of the large workload's news)."""
+    payload = _fixture()["news"][0]
+    record = codec.decode("news", json.dumps(payload))
+    assert isinstance(record, NewsRecord)
+    assert record.id is record.link
+    assert record.id == "https://www.silicon-saxony.de/news/halbleiterstandort-sachsen-2026"
+
+    other = codec.decode("news", json.dumps({**payload, "id": "urn:uuid:2f1c0b9e-silicon-saxony-0042"}))
+    assert isinstance(other, NewsRecord)
+    assert (other.id, other.link) == ("urn:uuid:2f1c0b9e-silicon-saxony-0042", record.link)
+
+
 def test_old_payload_without_optional_fields_gets_their_defaults() -> None:
     record = codec.decode(RecordKind.NEWS, json.dumps(_fixture()["news"][1]))
 
