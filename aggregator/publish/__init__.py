@@ -90,7 +90,7 @@ class PublishInput:
 
 @dataclass(frozen=True, slots=True)
 class PublishReport:
-    written: tuple[str, ...]  # paths relative to feeds_dir, in writing order
+    written: tuple[str, ...]  # paths relative to feeds_dir: format by format, scope by scope, then the pages
     unchanged: int  # files whose bytes were already on disk
     removed: tuple[str, ...] = ()  # stale per-source/per-tag files deleted
     # Until when the files stay right without any record changing (events start, leave the window).
@@ -783,7 +783,9 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         raise
     render_seconds = time.perf_counter() - render_started
     until = outcome.valid_until
-    written = outcome.written
+    # Format by format, scope by scope, then the pages: the same order whichever process wrote what.
+    position = {scope.paths[index]: (index, n) for n, scope in enumerate(scopes) for index in range(_FORMATS)}
+    written = sorted(outcome.written, key=lambda path: position.get(path, (_FORMATS, 0)))
     unchanged += outcome.unchanged
     touched = outcome.touched
     for directory in sorted(touched):
