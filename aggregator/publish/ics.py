@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.fragments import Fragment, fragment_bytes, joined
+from aggregator.fragments import Fragment, fragment_bytes, fragment_tail, joined
 from aggregator.fragments import fragment as stored_fragment
 from aggregator.publish._common import memoized, plain_lines, plain_text, plain_title, safe_html, safe_url
 from aggregator.publish.vtimezone import vtimezone_lines
@@ -193,7 +193,7 @@ def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
     whole = fragment_bytes(stored)  # the first line is needed here
     end = whole.index(b"\n")
     tzid, _, years = whole[:end].decode().partition("\t")
-    text = whole[end + 1 :] if isinstance(stored, bytes) else stored.tail(end + 1)
+    text = fragment_tail(stored, end + 1)
     return _Rendered(text, tzid or None, tuple(int(y) for y in years.split(",") if y))
 
 
