@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -254,6 +255,10 @@ class Pipeline:
                         parse_in_fresh_process(_parse_spooled, str(spooled), source, url, content_type, now)
                     )
                     return from_file
+                except BrokenProcessPool:  # killed (out of memory?) or crashed: this source fails, the run goes on
+                    raise ParseError(
+                        source.name, f"the parser process ended abruptly on this {len(body):,}-byte document"
+                    ) from None
                 finally:
                     with contextlib.suppress(OSError):
                         spooled.unlink()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from pytest_httpserver import HTTPServer
 
 from aggregator import config as config_module
 from aggregator.fetch import Fetcher
-from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline
+from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline, SourceOutcome
 from aggregator.processes import parse_pool
 from aggregator.store import open_store
 
@@ -157,4 +159,68 @@ def test_a_big_body_is_parsed_by_a_process_that_ends_and_the_pool_worker_never_h
     news = store.news(source="hydrogen-valley")
     assert len(news) == items
     assert sorted(n.record.title for n in news)[:2] == ["hydrogen-valley: news 0", "hydrogen-valley: news 1"]
+    store.close()
+
+
+def test_a_parser_process_killed_mid_parse_fails_its_source_only(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """Killed (the kernel's out-of-memory killer picks the biggest process) or crashed: that source
+    fails with a clear error, the others and the pool go on."""
+    big = _feed("biocluster-nrw", 30_000, 8)
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/big.xml").respond_with_data(big, content_type="application/rss+xml")
+    httpserver.expect_request("/small.xml").respond_with_data(
+        _feed("silicon-saxony", 3, 1), content_type="application/rss+xml"
+    )
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[defaults]\nallow_private = true\ndata_dir = "data"\nmax_bytes = 134217728\n'
+        f'[[source]]\nname = "biocluster-nrw"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n'
+        f'[[source]]\nname = "silicon-saxony"\nurl = "{httpserver.url_for("/small.xml")}"\nkind = "feed"\n',
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    config.data_dir.mkdir()
+    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    pool = parse_pool(1)
+    killed: list[int] = []
+    try:
+        worker = pool.submit(os.getpid).result()
+        forkserver = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+        stop = threading.Event()
+
+        def kill_the_parser() -> None:
+            while not stop.is_set() and not killed:
+                for pid in _children(forkserver) - {worker}:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                time.sleep(0.005)
+
+        killer = threading.Thread(target=kill_the_parser)
+        killer.start()
+
+        async def run() -> list[SourceOutcome]:
+            try:
+                return await pipeline.run_all(config.sources)
+            finally:
+                await pipeline.fetcher.aclose()
+
+        try:
+            outcomes = asyncio.run(run())
+        finally:
+            stop.set()
+            killer.join()
+        assert pool.submit(os.getpid).result() == worker  # the pool was not touched
+    finally:
+        pool.shutdown()
+    assert len(killed) == 1
+    assert [(o.source, o.outcome) for o in outcomes] == [
+        ("biocluster-nrw", Outcome.FAILED),
+        ("silicon-saxony", Outcome.CHANGED),
+    ]
+    assert outcomes[0].error is not None
+    assert f"the parser process ended abruptly on this {len(big):,}-byte document" in outcomes[0].error
+    assert store.news(source="biocluster-nrw") == []
+    assert len(store.news(source="silicon-saxony")) == 3
+    assert not list(config.data_dir.glob(".body-*"))
     store.close()
