@@ -233,16 +233,16 @@ def _render_and_write(
             read_ahead.clear()  # read again where changed: what is left is in ``news`` and ``events``
     read_seconds = time.perf_counter() - started
     # Before the publish, not beside it (a thread running would keep it from forking its helper),
-    # and not after: the publish lets the events go once its calendars are written.
+    # and not after: the publish lets the records go as soon as it no longer needs them.
     try:
         store.save_match_keys([*news_keys, *event_keys])
     except StoreError as error:  # the keys are computed again next time: speed lost, not output
         log.warning("de-duplication keys not saved: %s", error)
     del news_keys, event_keys
     data = PublishInput(
-        config=config, news=news, events=events, states=states, now=now, base_url=base_url, release_events=True
+        config=config, news=news, events=events, states=states, now=now, base_url=base_url, handed_over=True
     )
-    del events  # handed over: the publish empties the list
+    del news, events  # handed over: the publish empties the lists
     report = dataclasses.replace(
         publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
     )

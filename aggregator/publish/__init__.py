@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,10 +84,10 @@ class PublishInput:
     states: Sequence[SourceState]
     now: datetime
     base_url: str  # absolute, ends with "/"
-    # The caller hands ``events`` (a list) over: a process of the publish empties it once it has
-    # written its calendars, or at once when it writes none. A large workload's 100,000 events
-    # held 124 MB through the news formats in every process.
-    release_events: bool = False
+    # The caller hands ``news`` and ``events`` (lists) over: a process of the publish empties them
+    # once it no longer needs them (``_Holders``). A large workload's 100,000 events held 124 MB
+    # through the news formats, and its 160,000 news 176 MB through the calendars, in every process.
+    handed_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +144,11 @@ def _site(source: SourceConfig) -> str | None:
     return f"{scheme}://{rest.split('/', 1)[0]}/"
 
 
-_FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics
-_CALENDAR = 3  # the .ics file's index: a process writes it before any other (``_format_groups``)
+_FORMATS = 4  # the files of a scope: .xml, .atom, .json, .ics, rendered in this order
+_CALENDAR = 3  # the .ics file's index: the last a process renders
+# What one decoded event holds (the large workload: 124 MB for 102,867). Past ``publish_memory_mb``
+# of them, a process that renders news before its calendars keeps them compressed meanwhile.
+_EVENT_BYTES = 1_200
 # What each format leaves in the render memo that no later format needs (dropped after it).
 _FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent",))
 _FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
@@ -192,6 +197,17 @@ def _feed_file(
     if index == 1:
         return _Output(prefix + ext, atom_parts(meta, news()))
     return _Output(prefix + ext, json_feed_parts(meta, news()))
+
+
+_PARK_EVENTS = 2_000  # events per pickle when they are parked
+
+
+def _pack(value: object) -> bytes:
+    return zlib.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpack(packed: bytes) -> Any:
+    return pickle.loads(zlib.decompress(packed))
 
 
 def _merged_newest(items: list[StoredNews], cap: int) -> list[StoredNews]:
@@ -257,12 +273,28 @@ def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _EventFacts:
-    """What index.html and ``valid_until`` need of the events: kept when the events are let go."""
+class _PageFacts:
+    """What index.html, OPML and ``valid_until`` need of the records: kept when the records are let go."""
 
-    listed: list[StoredEvent]  # the few that index.html shows (``listed_events``)
-    counts: dict[str, int]  # current events per source
+    listed: list[StoredEvent]  # the few events index.html shows (``listed_events``)
+    events: dict[str, int]  # current events per source
     leaving: datetime | None  # when the first current event leaves the past window
+    latest: list[StoredNews]  # the top of the merged feed
+    news: dict[str, int]  # news per source
+
+
+@dataclass(frozen=True, slots=True)
+class _Holders:
+    """Lets a process of a publish give back the records it no longer needs (see ``_write_formats``).
+
+    Each empties, in place, every list of that kind the plan holds (and the caller's, handed over),
+    after ``page_facts`` took what the pages need.
+    """
+
+    drop_news: Callable[[], None]
+    drop_events: Callable[[], None]
+    park_events: Callable[[], None]  # compressed into bytes until ``unpark_events``
+    unpark_events: Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +302,8 @@ class _Plan:
     scopes: list[_Scope]
     render_pages: Callable[[], list[_Output]]
     valid_until: Callable[[], datetime]
-    event_facts: Callable[[], object]  # takes (and keeps) ``_EventFacts`` while every event is at hand
-    release_events: Callable[[], None]  # lets every event go (after ``event_facts``); no calendar renders after
+    page_facts: Callable[[], object]  # takes (and keeps) ``_PageFacts`` while every record is at hand
+    holders: _Holders
 
 
 def _plan(data: PublishInput) -> _Plan:
@@ -295,6 +327,7 @@ def _plan(data: PublishInput) -> _Plan:
     for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
         events_by_source[event.record.source].append(event)
     pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
+    made_lists: list[list[list[StoredNews]]] = []  # every scope's news list, once made
     # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
     common = hashlib.blake2b(code_digest().encode(), digest_size=16)
     common.update(repr((defaults, data.base_url, data.now.year, sorted(origins.items()))).encode())
@@ -316,6 +349,7 @@ def _plan(data: PublishInput) -> _Plan:
         settings = (prefix, scope_title, description, [settings_text[s.name] for s in members], single)
 
         made: list[list[StoredNews]] = []  # the scope's news, shared by its three news files
+        made_lists.append(made)
 
         def scope_news() -> list[StoredNews]:
             if not made:
@@ -354,29 +388,85 @@ def _plan(data: PublishInput) -> _Plan:
     def members_events(members: Sequence[SourceConfig]) -> list[StoredEvent]:
         return merge_events([e for s in members for e in events_by_source[s.name]])
 
-    facts: list[_EventFacts] = []
+    def members_news(members: Sequence[SourceConfig]) -> list[StoredNews]:
+        return _merged_newest([i for s in members for i in news_by_source[s.name]], cap)
 
-    def event_facts() -> _EventFacts:
+    latest: list[list[StoredNews]] = []  # the merged feed's newest few, for index.html
+    facts: list[_PageFacts] = []
+
+    def page_facts() -> _PageFacts:
         if not facts:
             facts.append(
-                _EventFacts(
+                _PageFacts(
                     listed=listed_events(all_events(), data.now),
-                    counts={name: len(items) for name, items in events_by_source.items()},
+                    events={name: len(items) for name, items in events_by_source.items()},
                     leaving=current_until(data.events, data.now, defaults.past_days),
+                    # The top of the merged feed; when that is not made this time, the newest window
+                    # de-duplicated alone (de-duplicating 100,000 items for a few is wasted work).
+                    latest=latest[0] if latest else _merged_newest(all_news(), min(cap, _LATEST_NEWS)),
+                    news={name: len(items) for name, items in news_by_source.items()},
                 )
             )
         return facts[0]
 
-    def release_events() -> None:
-        """Empty every list of events this publish holds (and the caller's, handed over)."""
-        event_facts()
+    def drop_news() -> None:
+        page_facts()
+        for items in news_by_source.values():
+            items.clear()
+        for made in made_lists:
+            made.clear()
+        if isinstance(data.news, list):
+            data.news.clear()
+
+    parked: list[bytes] = []
+
+    def empty_event_lists() -> None:
+        page_facts()
         for items in events_by_source.values():
             items.clear()
         merged_events.clear()
         if isinstance(data.events, list):
             data.events.clear()
 
-    latest: list[list[StoredNews]] = []  # the merged feed's newest few, for index.html
+    def drop_events() -> None:
+        empty_event_lists()
+        parked.clear()
+
+    def park_events() -> None:
+        # A pickle per _PARK_EVENTS events: one of them all took 130 MB for its memo. The merged
+        # list names the events it shares with the sources' lists, so each stays one object.
+        chunk: dict[str, list[StoredEvent]] = {}
+        size = 0
+        for name, items in events_by_source.items():
+            chunk[name] = items
+            size += len(items)
+            if size >= _PARK_EVENTS:
+                parked.append(_pack(chunk))
+                chunk, size = {}, 0
+        place = {id(item): (name, n) for name, items in events_by_source.items() for n, item in enumerate(items)}
+        merged = [place.get(id(item), item) for item in merged_events[0]] if merged_events else None
+        del place
+        parked.append(_pack(chunk))
+        for start in range(0, len(merged or ()), _PARK_EVENTS):
+            parked.append(_pack(merged[start : start + _PARK_EVENTS] if merged else []))
+        parked.append(_pack(merged is not None))
+        empty_event_lists()
+
+    def unpark_events() -> None:
+        if not parked:
+            return
+        pieces = [_unpack(piece) for piece in parked]
+        parked.clear()
+        *chunks_and_merged, made = pieces
+        merged: list[StoredEvent] = []
+        for piece in chunks_and_merged:
+            if isinstance(piece, dict):
+                for name, items in piece.items():
+                    events_by_source[name][:] = items
+            else:
+                merged += [events_by_source[p[0]][p[1]] if isinstance(p, tuple) else p for p in piece]
+        if made:
+            merged_events[:] = [merged]
 
     def merged_news() -> list[StoredNews]:
         items = _merged_newest(all_news(), cap)
@@ -417,14 +507,14 @@ def _plan(data: PublishInput) -> _Plan:
                 members,
                 f"News and events tagged {clean_text(tag)}",
                 f"{title}: {clean_text(tag)}",
-                partial(_merged_newest, [i for s in members for i in news_by_source[s.name]], cap),
+                partial(members_news, members),
                 partial(members_events, members),
             )
         )
 
     def render_pages() -> list[_Output]:
         states = {s.name: s for s in data.states}
-        known = event_facts()
+        known = page_facts()
         index_sources = [
             IndexSource(
                 name=clean_text(s.name),
@@ -432,7 +522,7 @@ def _plan(data: PublishInput) -> _Plan:
                 site=_site(s),
                 tags=s.tags,
                 state=states.get(s.name),
-                items=min(len(news_by_source[s.name]), cap) + known.counts[s.name],
+                items=min(known.news[s.name], cap) + known.events[s.name],
             )
             for s in sources
         ]
@@ -444,9 +534,7 @@ def _plan(data: PublishInput) -> _Plan:
                     render_index(
                         title=title,
                         base_url=data.base_url,
-                        # The top of the merged feed; when that is not made this time, the newest window
-                        # de-duplicated alone (de-duplicating 100,000 items for a few is wasted work).
-                        news=latest[0] if latest else _merged_newest(all_news(), min(cap, _LATEST_NEWS)),
+                        news=known.latest,
                         events=known.listed,
                         sources=index_sources,
                         tags=index_tags,
@@ -463,14 +551,14 @@ def _plan(data: PublishInput) -> _Plan:
                 tags=tuple(clean_text(t) for t in s.tags),
             )
             for s in sources
-            if news_by_source[s.name] or s.kind is not SourceKind.ICAL
+            if known.news[s.name] or s.kind is not SourceKind.ICAL
         ]
         pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
         return pages
 
     def valid_until() -> datetime:
         """When the output would change with no record changing: the index's next days, the past window."""
-        known = event_facts()
+        known = page_facts()
         edges = [stable_until(known.listed, data.now)]
         leaving = known.leaving
         if leaving is not None:
@@ -480,7 +568,8 @@ def _plan(data: PublishInput) -> _Plan:
             edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
         return min(edges)
 
-    return _Plan(scopes, render_pages, valid_until, event_facts, release_events)
+    holders = _Holders(drop_news, drop_events, park_events, unpark_events)
+    return _Plan(scopes, render_pages, valid_until, page_facts, holders)
 
 
 def render_all(data: PublishInput) -> list[_Output]:
@@ -558,7 +647,8 @@ def _write_formats(
     prune: bool,
     memory_budget: int,
     joined: Callable[[], list[_Written]],
-    release_events: Callable[[], None] | None = None,
+    holders: _Holders | None = None,
+    park_events: bool = False,
 ) -> _Written:
     """Render files ``formats`` of ``scopes`` (and ``pages``: index.html, OPML, and until when all stay right).
 
@@ -568,8 +658,9 @@ def _write_formats(
     written, before the fragment cache closes); ``prune`` deletes the fragments of items
     that none of them used. ``memory_budget``: bytes of one format's fragments held in memory at
     most (the rest wait in the fragment cache's spill file until their files are written).
-    ``release_events``: lets the publish's events go; called once this process's calendars are
-    written, or before anything else when it writes none (the news formats never need them).
+    ``holders`` (the records handed over): a process that renders no calendar lets the events
+    go before it starts, one that renders calendars lets the news go before them; with
+    ``park_events`` it keeps the events compressed while it renders news formats.
     """
     result = _Written([], 0, set(), 0, 0, None)
     pending: list[tuple[str, int, Future[bool]]] = []
@@ -603,18 +694,20 @@ def _write_formats(
 
         fragments.track_use(prune=prune)
         try:
-            if release_events is not None and _CALENDAR not in formats:
-                release_events()
+            if holders is not None:
+                if _CALENDAR not in formats:
+                    holders.drop_events()
+                elif park_events and formats[0] != _CALENDAR:
+                    holders.park_events()  # until the calendars, the last format
                 release_free_memory()
             for index in formats:
-                # The calendars' de-duplication keys in a memo of their own: it goes with the events.
-                with dedupe_memo() if index == _CALENDAR else contextlib.nullcontext():
-                    for scope in scopes:
-                        submit(scope.render(index))
+                if index == _CALENDAR and holders is not None:
+                    holders.drop_news()  # no news format follows
+                    holders.unpark_events()
+                for scope in scopes:
+                    submit(scope.render(index))
                 forget_memoized(_FORMAT_MEMOS[index])
                 fragments.drop(_FRAGMENT_KINDS[index])
-                if index == _CALENDAR and release_events is not None:
-                    release_events()
                 # The format's fragments are freed: give their pages back before the next fills
                 # memory (a few ms; the large workload's publisher peaked 26 MB lower).
                 release_free_memory()
@@ -645,22 +738,14 @@ def _write_formats(
 
 
 def _format_groups(processes: int) -> list[tuple[int, ...]]:
-    """The formats each process renders: RSS (the first, which sanitises each item) alone when it can be.
-
-    A process with calendars writes them first, then lets the events go (``release_events``):
-    its news formats, where a large publish peaks, are rendered without them.
-    """
+    """The formats each process renders: RSS (the first, which sanitises each item) alone when it can be."""
     if processes >= _FORMATS:
         return [(index,) for index in range(_FORMATS)]
     if processes == 3:
-        return [(0,), (1, 2), (_CALENDAR,)]
+        return [(0,), (1, 2), (3,)]
     if processes == 2:
-        return [(0, 1), (_CALENDAR, 2)]
-    return [(_CALENDAR, 0, 1, 2)]
-
-
-def _calendar_first(formats: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sorted(formats, key=lambda index: index != _CALENDAR))
+        return [(0, 1), (2, 3)]
+    return [tuple(range(_FORMATS))]
 
 
 def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
@@ -682,7 +767,8 @@ def publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
 def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     plan = _plan(data)
     scopes, render_pages, valid_until = plan.scopes, plan.render_pages, plan.valid_until
-    release_events = plan.release_events if data.release_events else None
+    holders = plan.holders if data.handed_over else None
+    park_events = len(data.events) * _EVENT_BYTES > (data.config.defaults.publish_memory_mb << 20)
     state_path = data.config.data_dir / _STATE_FILE
     previous = _load_state(state_path, feeds_dir)
     # Whatever happens below, the last publish's change token no longer describes feeds/.
@@ -716,7 +802,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         with render_memo(), dedupe_memo(), fragment_cache(cache_path) as prepared:
             for scope in to_render:
                 scope.prepare()
-            plan.event_facts()  # once, before the fork: every process may let the events go
+            plan.page_facts()  # once, before the fork: every process may let the records go
             cache_usable = prepared.usable  # else each process would warn again
         merge_counts = (prepared.hits, prepared.misses)
     else:
@@ -740,12 +826,13 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 prune=False,
                 memory_budget=memory_budget,
                 joined=list,
-                release_events=release_events,
+                holders=holders,
+                park_events=park_events,
             ),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
         )
         if helper is None:  # not safe to fork here: this process renders them too
-            mine = _calendar_first(mine + formats)
+            mine = tuple(sorted(mine + formats))
             pages_here = pages_here or extra
         else:
             helpers.append(helper)
@@ -768,7 +855,8 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             prune=len(to_render) == len(scopes),
             memory_budget=memory_budget,
             joined=joined,
-            release_events=release_events,
+            holders=holders,
+            park_events=park_events,
         )
     except Exception:
         # The helpers finish their files (each complete, or kept as it was) and clean up their
