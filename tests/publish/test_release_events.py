@@ -9,8 +9,9 @@ through the calendars, in every process of the publish; the daemon's publish now
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,7 +19,7 @@ from aggregator.publish import PublishInput, publish
 from aggregator.publish.index import listed_events, stable_until, upcoming
 from aggregator.store.base import StoredEvent
 
-from .conftest import NOW
+from .conftest import ALPHA, BASE, BETA, GAMMA, NOW, event, make_config
 
 
 def _files(feeds_dir: Path) -> dict[str, bytes]:
@@ -57,6 +58,55 @@ def test_a_publish_handed_its_records_lets_them_go_and_writes_the_same_files(
     index = (tmp_path / "handed" / "index.html").read_text(encoding="utf-8")
     assert "No events in the next 30 days" not in index
     assert '<h2 id="news">Latest news</h2>\n<ul' in index
+
+
+def test_events_parked_in_several_pickles_come_back_as_the_same_calendars(tmp_path: Path) -> None:
+    """4,000 events over three sources, 200 of them copies across two (merged with ``also_from``):
+    parked in pickles of 2,000 and the merged list by reference, the calendars come out the same."""
+    vienna = ZoneInfo("Europe/Vienna")
+    events: list[StoredEvent] = []
+    for source, count in (("alpha", 2_500), ("beta", 1_300), ("gamma", 0)):
+        for n in range(count):
+            start = datetime(2026, 12, 1, 9, 0, tzinfo=vienna) + timedelta(hours=n)
+            events.append(
+                event(source, f"{source}-{n}@clusterfeeds", f"{source} workshop {n}", start, start + timedelta(hours=2))
+            )
+    for n in range(200):  # beta announces 200 of alpha's events too
+        start = datetime(2026, 12, 1, 9, 0, tzinfo=vienna) + timedelta(hours=n)
+        events.append(
+            event(
+                "beta",
+                f"copy-{n}@clusterfeeds",
+                f"alpha workshop {n}",
+                start,
+                start + timedelta(hours=2),
+                link=f"https://alpha.clusterfeeds.example/events/{n}",
+            )
+        )
+        first = events[n]
+        events[n] = dataclasses.replace(
+            first, record=dataclasses.replace(first.record, link=f"https://alpha.clusterfeeds.example/events/{n}")
+        )
+    config = make_config(tmp_path, ALPHA, BETA, GAMMA)
+    config = dataclasses.replace(
+        config, defaults=dataclasses.replace(config.defaults, publish_processes=1, publish_memory_mb=0)
+    )
+    kept = PublishInput(config=config, news=[], events=list(events), states=[], now=NOW, base_url=BASE)
+    handed = dataclasses.replace(
+        kept,
+        config=dataclasses.replace(config, data_dir=tmp_path / "handed-data"),
+        events=list(events),
+        handed_over=True,
+    )
+
+    publish(tmp_path / "kept", kept)
+    publish(tmp_path / "handed", handed)
+
+    assert handed.events == []
+    assert _files(tmp_path / "handed") == _files(tmp_path / "kept")
+    merged = (tmp_path / "kept" / "events.ics").read_bytes()
+    assert merged.count(b"BEGIN:VEVENT") == 3_800  # the 200 copies merged
+    assert (tmp_path / "kept" / "sources" / "beta.ics").read_bytes().count(b"BEGIN:VEVENT") == 1_500
 
 
 def test_the_listed_events_give_the_same_next_days_and_the_same_validity_as_all_of_them(
