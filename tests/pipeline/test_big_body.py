@@ -17,6 +17,7 @@ from pathlib import Path
 from pytest_httpserver import HTTPServer
 
 from aggregator import config as config_module
+from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline, SourceOutcome
 from aggregator.processes import parse_pool
@@ -39,9 +40,8 @@ def _feed(cluster: str, items: int, words: int) -> bytes:
     ).encode()
 
 
-def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPServer, tmp_path: Path) -> None:
-    big = _feed("plastics-cluster", ITEMS, 10)
-    assert len(big) > SPOOL_BYTES
+def _two_sources(httpserver: HTTPServer, tmp_path: Path, name: str, big: bytes, defaults: str = "") -> Config:
+    """``name`` serving ``big`` and silicon-saxony serving three items, on the test's loopback server."""
     httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
     httpserver.expect_request("/big.xml").respond_with_data(big, content_type="application/rss+xml")
     httpserver.expect_request("/small.xml").respond_with_data(
@@ -49,12 +49,18 @@ def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPSer
     )
     path = tmp_path / "sources.toml"
     path.write_text(
-        '[defaults]\nallow_private = true\ndata_dir = "data"\n'
-        f'[[source]]\nname = "plastics-cluster"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n'
+        f'[defaults]\nallow_private = true\ndata_dir = "data"\n{defaults}'
+        f'[[source]]\nname = "{name}"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n'
         f'[[source]]\nname = "silicon-saxony"\nurl = "{httpserver.url_for("/small.xml")}"\nkind = "feed"\n',
         encoding="utf-8",
     )
-    config = config_module.load(path)
+    return config_module.load(path)
+
+
+def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPServer, tmp_path: Path) -> None:
+    big = _feed("plastics-cluster", ITEMS, 10)
+    assert len(big) > SPOOL_BYTES
+    config = _two_sources(httpserver, tmp_path, "plastics-cluster", big)
     data = config.data_dir
     data.mkdir()
     abandoned, fresh = data / ".body-abandoned", data / ".body-of-a-live-parse"
@@ -166,19 +172,7 @@ def test_a_parser_process_killed_mid_parse_fails_its_source_only(httpserver: HTT
     """Killed (the kernel's out-of-memory killer picks the biggest process) or crashed: that source
     fails with a clear error, the others and the pool go on."""
     big = _feed("biocluster-nrw", 30_000, 8)
-    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
-    httpserver.expect_request("/big.xml").respond_with_data(big, content_type="application/rss+xml")
-    httpserver.expect_request("/small.xml").respond_with_data(
-        _feed("silicon-saxony", 3, 1), content_type="application/rss+xml"
-    )
-    path = tmp_path / "sources.toml"
-    path.write_text(
-        '[defaults]\nallow_private = true\ndata_dir = "data"\nmax_bytes = 134217728\n'
-        f'[[source]]\nname = "biocluster-nrw"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n'
-        f'[[source]]\nname = "silicon-saxony"\nurl = "{httpserver.url_for("/small.xml")}"\nkind = "feed"\n',
-        encoding="utf-8",
-    )
-    config = config_module.load(path)
+    config = _two_sources(httpserver, tmp_path, "biocluster-nrw", big, "max_bytes = 134217728\n")
     config.data_dir.mkdir()
     store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
     pool = parse_pool(1)
