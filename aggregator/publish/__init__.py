@@ -273,22 +273,29 @@ def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _PageFacts:
-    """What index.html, OPML and ``valid_until`` need of the records: kept when the records are let go."""
+class _NewsFacts:
+    """What index.html and OPML need of the news: taken before the news are let go."""
+
+    latest: list[StoredNews]  # the top of the merged feed
+    counts: dict[str, int]  # news per source
+
+
+@dataclass(frozen=True, slots=True)
+class _EventFacts:
+    """What index.html and ``valid_until`` need of the events."""
 
     listed: list[StoredEvent]  # the few events index.html shows (``listed_events``)
-    events: dict[str, int]  # current events per source
+    counts: dict[str, int]  # current events per source
     leaving: datetime | None  # when the first current event leaves the past window
-    latest: list[StoredNews]  # the top of the merged feed
-    news: dict[str, int]  # news per source
 
 
 @dataclass(frozen=True, slots=True)
 class _Holders:
     """Lets a process of a publish give back the records it no longer needs (see ``_write_formats``).
 
-    Each empties, in place, every list of that kind the plan holds (and the caller's, handed over),
-    after ``page_facts`` took what the pages need.
+    Each empties, in place, every list of that kind the plan holds (and the caller's, handed over).
+    The pages go with the calendars (the last format): their process never drops the events, and
+    takes what it needs of the news before it drops them.
     """
 
     drop_news: Callable[[], None]
@@ -302,7 +309,6 @@ class _Plan:
     scopes: list[_Scope]
     render_pages: Callable[[], list[_Output]]
     valid_until: Callable[[], datetime]
-    page_facts: Callable[[], object]  # takes (and keeps) ``_PageFacts`` while every record is at hand
     holders: _Holders
 
 
@@ -327,6 +333,7 @@ def _plan(data: PublishInput) -> _Plan:
     for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
         events_by_source[event.record.source].append(event)
     pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
+    leaving = current_until(data.events, data.now, defaults.past_days)  # now: the events may be let go
     made_lists: list[list[list[StoredNews]]] = []  # every scope's news list, once made
     # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
     common = hashlib.blake2b(code_digest().encode(), digest_size=16)
@@ -392,25 +399,37 @@ def _plan(data: PublishInput) -> _Plan:
         return _merged_newest([i for s in members for i in news_by_source[s.name]], cap)
 
     latest: list[list[StoredNews]] = []  # the merged feed's newest few, for index.html
-    facts: list[_PageFacts] = []
+    news_facts: list[_NewsFacts] = []
+    event_facts: list[_EventFacts] = []
+    events_dropped: list[bool] = []
 
-    def page_facts() -> _PageFacts:
-        if not facts:
-            facts.append(
-                _PageFacts(
-                    listed=listed_events(all_events(), data.now),
-                    events={name: len(items) for name, items in events_by_source.items()},
-                    leaving=current_until(data.events, data.now, defaults.past_days),
+    def page_news() -> _NewsFacts:
+        if not news_facts:
+            news_facts.append(
+                _NewsFacts(
                     # The top of the merged feed; when that is not made this time, the newest window
                     # de-duplicated alone (de-duplicating 100,000 items for a few is wasted work).
                     latest=latest[0] if latest else _merged_newest(all_news(), min(cap, _LATEST_NEWS)),
-                    news={name: len(items) for name, items in news_by_source.items()},
+                    counts={name: len(items) for name, items in news_by_source.items()},
                 )
             )
-        return facts[0]
+        return news_facts[0]
+
+    def page_events() -> _EventFacts:
+        if not event_facts:
+            if events_dropped:  # never with the groups of ``_format_groups``: a loud failure, not wrong pages
+                raise RuntimeError("the pages of a publish were rendered by a process without its events")
+            event_facts.append(
+                _EventFacts(
+                    listed=listed_events(all_events(), data.now),
+                    counts={name: len(items) for name, items in events_by_source.items()},
+                    leaving=leaving,
+                )
+            )
+        return event_facts[0]
 
     def drop_news() -> None:
-        page_facts()
+        page_news()
         for items in news_by_source.values():
             items.clear()
         for made in made_lists:
@@ -421,7 +440,6 @@ def _plan(data: PublishInput) -> _Plan:
     parked: list[bytes] = []
 
     def empty_event_lists() -> None:
-        page_facts()
         for items in events_by_source.values():
             items.clear()
         merged_events.clear()
@@ -431,10 +449,11 @@ def _plan(data: PublishInput) -> _Plan:
     def drop_events() -> None:
         empty_event_lists()
         parked.clear()
+        events_dropped.append(True)
 
     def park_events() -> None:
-        # A pickle per _PARK_EVENTS events: one of them all took 130 MB for its memo. The merged
-        # list names the events it shares with the sources' lists, so each stays one object.
+        # A pickle per _PARK_EVENTS events: one of them all took 130 MB for its memo. (The merged
+        # list, a memo, is made again from the sources' lists.)
         chunk: dict[str, list[StoredEvent]] = {}
         size = 0
         for name, items in events_by_source.items():
@@ -443,30 +462,14 @@ def _plan(data: PublishInput) -> _Plan:
             if size >= _PARK_EVENTS:
                 parked.append(_pack(chunk))
                 chunk, size = {}, 0
-        place = {id(item): (name, n) for name, items in events_by_source.items() for n, item in enumerate(items)}
-        merged = [place.get(id(item), item) for item in merged_events[0]] if merged_events else None
-        del place
         parked.append(_pack(chunk))
-        for start in range(0, len(merged or ()), _PARK_EVENTS):
-            parked.append(_pack(merged[start : start + _PARK_EVENTS] if merged else []))
-        parked.append(_pack(merged is not None))
         empty_event_lists()
 
     def unpark_events() -> None:
-        if not parked:
-            return
-        pieces = [_unpack(piece) for piece in parked]
+        for packed in parked:
+            for name, items in _unpack(packed).items():
+                events_by_source[name][:] = items
         parked.clear()
-        *chunks_and_merged, made = pieces
-        merged: list[StoredEvent] = []
-        for piece in chunks_and_merged:
-            if isinstance(piece, dict):
-                for name, items in piece.items():
-                    events_by_source[name][:] = items
-            else:
-                merged += [events_by_source[p[0]][p[1]] if isinstance(p, tuple) else p for p in piece]
-        if made:
-            merged_events[:] = [merged]
 
     def merged_news() -> list[StoredNews]:
         items = _merged_newest(all_news(), cap)
@@ -514,7 +517,7 @@ def _plan(data: PublishInput) -> _Plan:
 
     def render_pages() -> list[_Output]:
         states = {s.name: s for s in data.states}
-        known = page_facts()
+        news_known, events_known = page_news(), page_events()
         index_sources = [
             IndexSource(
                 name=clean_text(s.name),
@@ -522,7 +525,7 @@ def _plan(data: PublishInput) -> _Plan:
                 site=_site(s),
                 tags=s.tags,
                 state=states.get(s.name),
-                items=min(known.news[s.name], cap) + known.events[s.name],
+                items=min(news_known.counts[s.name], cap) + events_known.counts[s.name],
             )
             for s in sources
         ]
@@ -534,8 +537,8 @@ def _plan(data: PublishInput) -> _Plan:
                     render_index(
                         title=title,
                         base_url=data.base_url,
-                        news=known.latest,
-                        events=known.listed,
+                        news=news_known.latest,
+                        events=events_known.listed,
                         sources=index_sources,
                         tags=index_tags,
                         now=data.now,
@@ -551,14 +554,14 @@ def _plan(data: PublishInput) -> _Plan:
                 tags=tuple(clean_text(t) for t in s.tags),
             )
             for s in sources
-            if known.news[s.name] or s.kind is not SourceKind.ICAL
+            if news_known.counts[s.name] or s.kind is not SourceKind.ICAL
         ]
         pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
         return pages
 
     def valid_until() -> datetime:
         """When the output would change with no record changing: the index's next days, the past window."""
-        known = page_facts()
+        known = page_events()
         edges = [stable_until(known.listed, data.now)]
         leaving = known.leaving
         if leaving is not None:
@@ -569,7 +572,7 @@ def _plan(data: PublishInput) -> _Plan:
         return min(edges)
 
     holders = _Holders(drop_news, drop_events, park_events, unpark_events)
-    return _Plan(scopes, render_pages, valid_until, page_facts, holders)
+    return _Plan(scopes, render_pages, valid_until, holders)
 
 
 def render_all(data: PublishInput) -> list[_Output]:
@@ -802,7 +805,6 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         with render_memo(), dedupe_memo(), fragment_cache(cache_path) as prepared:
             for scope in to_render:
                 scope.prepare()
-            plan.page_facts()  # once, before the fork: every process may let the records go
             cache_usable = prepared.usable  # else each process would warn again
         merge_counts = (prepared.hits, prepared.misses)
     else:
