@@ -178,8 +178,8 @@ def parse_in_fresh_process(function: Callable[..., _T], *args: object) -> Future
     """``function(*args)`` in a new child of the parse pool's forkserver, which ends when it returns.
 
     For the rare big document (a 33 MB calendar of 50,000 events): a pool worker that parsed
-    one kept 30-80 MB of it for good, heap that the allocator could not give back (a 127 MB
-    worker after collecting and trimming, 35 MB before), or until it next collected. A fresh
+    one kept 30-80 MB of it for good, heap that the allocator could not give back even after a
+    collection and a trim (the large workload's worker stayed at 127 MB, the other at 72 MB). A fresh
     child gives all of it back by ending, costs a fork of the preloaded forkserver (milliseconds
     beside a parse of seconds), and parses beside the pool instead of holding up a worker.
     """

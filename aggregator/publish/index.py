@@ -168,8 +168,8 @@ def listed_events(events: Sequence[StoredEvent], now: datetime) -> list[StoredEv
     """The few of ``events`` that ``render_index`` and ``stable_until`` at ``now`` look at.
 
     Those with an occurrence in the next days, and every override (it may hide a series'
-    occurrence there); in their order, so both give the same as over all ``events``. A big
-    publish keeps these and lets the other events go once its calendars are written.
+    occurrence there); in their order, so both give the same as over all ``events``. What
+    index.html needs of the events is taken from these.
     """
     shown = {id(occurrence.record) for occurrence in upcoming(events, now, _UPCOMING_DAYS + 1)}
     return [item for item in events if id(item.record) in shown or item.record.recurrence_id is not None]

@@ -215,7 +215,7 @@ def _decode_news(data: Mapping[str, Any]) -> NewsRecord:
     link = data.get("link")
     identifier = data["id"]
     if identifier == link:
-        identifier = link  # a feed's guid is usually its link: one string (the large workload: 29 MB less)
+        identifier = link  # a feed's guid is usually its link: one string (the large workload's news: 27 MB less)
     return NewsRecord(
         id=identifier,
         source=sys.intern(data["source"]),
