@@ -177,11 +177,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
-    from concurrent.futures import ProcessPoolExecutor
-
     from aggregator.fetch import Fetcher
     from aggregator.pipeline import Outcome, Pipeline
-    from aggregator.processes import init_parse_worker
+    from aggregator.processes import parse_pool
     from aggregator.runtime import base_url_of, open_configured_store, publish_from_store
 
     unknown = [n for n in names if config.source(n) is None]
@@ -192,11 +190,8 @@ async def _fetch(config: Config, names: list[str], *, publish: bool) -> int:
     store = open_configured_store(config)
     fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
     # Parse on every core while the event loop keeps fetching; a handful of sources is not worth the start-up.
-    executor = (
-        ProcessPoolExecutor(max_workers=os.cpu_count() or 2, initializer=init_parse_worker)
-        if len(chosen) >= 8
-        else None
-    )
+    # The daemon's pool: forked from a forkserver, not from this process, whose threads a fork would copy.
+    executor = parse_pool(os.cpu_count() or 2) if len(chosen) >= 8 else None
     pipeline = Pipeline(config, store, fetcher, executor=executor)
     progress = _Progress(len(chosen), sys.stderr)
     try:

@@ -873,9 +873,9 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
         raise
     render_seconds = time.perf_counter() - render_started
     until = outcome.valid_until
-    # Format by format, scope by scope, then the pages: the same order whichever process wrote what.
-    position = {scope.paths[index]: (index, n) for n, scope in enumerate(scopes) for index in range(_FORMATS)}
-    written = sorted(outcome.written, key=lambda path: position.get(path, (_FORMATS, 0)))
+    # Format by format, scope by scope, then the pages, whichever process wrote what: each writes its
+    # formats in order, the helpers have the later ones, and the last of them the pages.
+    written = outcome.written
     unchanged += outcome.unchanged
     touched = outcome.touched
     for directory in sorted(touched):

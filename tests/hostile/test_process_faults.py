@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from processtree import children, descendants, running
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -198,3 +199,50 @@ def _wait_until(predicate, limit: float = 60.0) -> None:  # type: ignore[no-unty
             pass
         time.sleep(0.2)
     raise AssertionError("the daemon did not come up")
+
+
+def _slow(_request: Request) -> Response:
+    time.sleep(15)
+    return Response(fixture("good_news.xml"), content_type="application/rss+xml")
+
+
+def test_a_killed_fetch_leaves_no_parse_process_behind(site: HTTPServer, cli: Cli) -> None:
+    """``aggregator fetch`` parses in the daemon's pool: children of a forkserver, not forks of the
+    command itself (whose store and event-loop threads a fork would copy mid-flight). Killed with
+    SIGKILL mid-run, it leaves none of them behind."""
+    blocks = ""
+    for number in range(8):
+        site.expect_request(f"/news-{number}.xml").respond_with_data(
+            fixture("good_news.xml"), content_type="application/rss+xml"
+        )
+        blocks += source_block(f"cluster-{number}", site.url_for(f"/news-{number}.xml"))
+    site.expect_request("/slow.xml").respond_with_handler(_slow)
+    cli.write_sources(blocks + source_block("slow-cluster", site.url_for("/slow.xml")))
+    command = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "fetch"], cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def forkservers() -> list[int]:
+            return [pid for pid in children(command.pid) if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+        deadline = time.monotonic() + 60
+        while not any(children(pid) for pid in forkservers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        below = descendants(command.pid)
+        servers = forkservers()
+        assert len(servers) == 1, below
+        workers = children(servers[0])
+        assert workers, below
+        assert not set(workers) & set(children(command.pid))  # forked by the server, not by the command
+
+        command.send_signal(signal.SIGKILL)
+        assert command.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in below if running(pid)] == []
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
