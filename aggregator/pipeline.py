@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aggregator.config import Config, SourceConfig
 from aggregator.detail_cache import CachedPage, DetailCache
@@ -35,10 +35,12 @@ from aggregator.parse.detail import enrich_from_detail
 from aggregator.processes import note_job_done, parse_in_fresh_process
 from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
 from aggregator.store.base import Store, UpsertSummary
+from aggregator.store.sqlalchemy_store import open_store
 
 __all__ = ["Outcome", "Pipeline", "SourceOutcome", "next_run_after_failure", "next_run_after_success"]
 
 log = logging.getLogger("aggregator.pipeline")
+_Parsed = TypeVar("_Parsed")  # what a fresh parser process returns
 
 
 class Outcome(StrEnum):
@@ -172,6 +174,37 @@ def _parse_spooled(
     return _parse(Path(path).read_bytes(), source, url, content_type, fetched_at)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredByParser:
+    """A big document's records, stored by the process that parsed them (``_parse_and_store``)."""
+
+    records: int
+    summary: UpsertSummary
+    problems: tuple[Problem, ...]
+
+
+def _parse_and_store(
+    path: str, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime, store_location: str
+) -> ParseResult | StoredByParser:
+    """``_parse_spooled``, then the records stored from this process when the daemon has nothing to add.
+
+    A 33 MB calendar's 50,000 records went back to the daemon only to be stored: unpickled there,
+    they raised its peak from 72 to 219 MB and left it at 140 MB. Records that still need the
+    daemon (detail pages to fetch, a feed to discover, an error page) go back as they are. The
+    store takes writers from several processes (SQLite waits for its lock, PostgreSQL locks the
+    source), and a parser killed mid-write leaves its transaction undone.
+    """
+    parsed = _parse_spooled(path, source, url, content_type, fetched_at)
+    if not parsed.records or (parsed.detail_links and source.max_detail_pages > 0):
+        return parsed
+    store = open_store(store_location)
+    try:
+        summary = store.upsert(source.name, parsed.records, now=fetched_at)
+    finally:
+        store.close()
+    return StoredByParser(len(parsed.records), summary, parsed.problems)
+
+
 def remove_abandoned_bodies(directory: Path, *, older_than: float = 3600.0) -> int:
     """Delete spooled bodies a killed daemon left in ``directory`` (only old ones: a live parse's is seconds old)."""
     cutoff = time.time() - older_than
@@ -235,35 +268,59 @@ class Pipeline:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    def _big(self, body: bytes) -> bool:
+        return isinstance(self.executor, ProcessPoolExecutor) and len(body) >= SPOOL_BYTES
+
+    async def _in_fresh_process(
+        self, body: bytes, source: SourceConfig, function: Callable[..., _Parsed], *args: object
+    ) -> _Parsed | None:
+        """``function(path, *args)`` in a process of its own that ends after it (``parse_in_fresh_process``),
+        ``path`` a file in the data directory holding ``body``; None when that file cannot be written.
+
+        Sent through the pool's pipe, a big body was pickled into a second copy, which the pipe's
+        feeder thread kept until the next job (a 33 MB calendar: 37 MB more in the daemon). And a
+        pool worker that parsed it stayed big: the process that parses it here gives all back by ending.
+        """
+        try:
+            spooled = await asyncio.to_thread(_spool, self.config.data_dir, body)
+        except OSError:  # no room or no right to write there: the pipe, as for small bodies
+            return None
+        self.bodies_spooled += 1
+        try:
+            done: _Parsed = await asyncio.wrap_future(parse_in_fresh_process(function, str(spooled), *args))
+            return done
+        except BrokenProcessPool:  # killed (out of memory?) or crashed: this source fails, the run goes on
+            raise ParseError(
+                source.name, f"the parser process ended abruptly on this {len(body):,}-byte document"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                spooled.unlink()
+
     async def _parse(
         self, body: bytes, source: SourceConfig, url: str, content_type: str | None, now: datetime
     ) -> ParseResult:
-        """Parse in the pool. A big body goes through a file in the data directory: sent through the
-        pool's pipe it was pickled into a second copy, which the pipe's feeder thread kept until the
-        next job (a 33 MB calendar: 37 MB more in the daemon while its 50,000 records came back).
-        A process of its own parses it and ends (``parse_in_fresh_process``): the pool's workers
-        stay as small as their everyday jobs keep them."""
-        if isinstance(self.executor, ProcessPoolExecutor) and len(body) >= SPOOL_BYTES:
-            try:
-                spooled = await asyncio.to_thread(_spool, self.config.data_dir, body)
-            except OSError:  # no room or no right to write there: the pipe, as for small bodies
-                spooled = None
-            if spooled is not None:
-                self.bodies_spooled += 1
-                try:
-                    from_file: ParseResult = await asyncio.wrap_future(
-                        parse_in_fresh_process(_parse_spooled, str(spooled), source, url, content_type, now)
-                    )
-                    return from_file
-                except BrokenProcessPool:  # killed (out of memory?) or crashed: this source fails, the run goes on
-                    raise ParseError(
-                        source.name, f"the parser process ended abruptly on this {len(body):,}-byte document"
-                    ) from None
-                finally:
-                    with contextlib.suppress(OSError):
-                        spooled.unlink()
+        """Parse in the pool; a big body in a process of its own (``_in_fresh_process``)."""
+        if self._big(body):
+            from_file = await self._in_fresh_process(body, source, _parse_spooled, source, url, content_type, now)
+            if from_file is not None:
+                return from_file
         parsed: ParseResult = await self._in_pool(_parse, body, source, url, content_type, now)
         return parsed
+
+    async def _parse_or_store(
+        self, body: bytes, source: SourceConfig, url: str, content_type: str | None, now: datetime
+    ) -> ParseResult | StoredByParser:
+        """``_parse``, except that a big body's records are stored by the process that parsed them
+        (``_parse_and_store``), when the store can be opened there: the daemon never holds them."""
+        location = self.store.location()
+        if self._big(body) and location is not None:
+            done = await self._in_fresh_process(
+                body, source, _parse_and_store, source, url, content_type, now, location
+            )
+            if done is not None:
+                return done
+        return await self._parse(body, source, url, content_type, now)
 
     async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -363,9 +420,23 @@ class Pipeline:
                 source, state, now, result, started, Outcome.UNCHANGED, UpsertSummary(), None, (), digest
             )
         try:
-            parsed = await self._parse(result.body, source, result.final_url, result.content_type, now)
+            parsed = await self._parse_or_store(result.body, source, result.final_url, result.content_type, now)
         except ParseError as error:  # e.g. an empty page: the source failed, the run goes on
             return await self._failed(source, state, now, _unreadable(result.final_url, error), started)
+        if isinstance(parsed, StoredByParser):
+            outcome = Outcome.CHANGED if parsed.summary.new or parsed.summary.updated else Outcome.UNCHANGED
+            return await self._succeeded(
+                source,
+                state,
+                now,
+                replace(result, body=b""),
+                started,
+                outcome,
+                parsed.summary,
+                parsed.records,
+                parsed.problems,
+                digest,
+            )
         discovered = state.discovered_url
         if parsed.discovered_url and not parsed.records:
             try:

@@ -121,6 +121,10 @@ class Store(Protocol):
         """Give up ``worker``'s lease on a source."""
         ...
 
+    def location(self) -> str | None:
+        """A URL another process opens this same store with (``open_store``); None when it cannot."""
+        ...
+
     def publish_lock(self) -> AbstractContextManager[bool]:
         """``with store.publish_lock() as granted:`` True when no other process is publishing."""
         ...

@@ -797,6 +797,14 @@ class SqlStore:
             finally:
                 conn.close()
 
+    def location(self) -> str | None:
+        """The engine's URL, password included; an SQLite file's path made absolute (another process
+        may run elsewhere). Both backends take writers from several processes."""
+        url = self._engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            url = url.set(database=str(Path(url.database).resolve()))
+        return url.render_as_string(hide_password=False)
+
     def close(self) -> None:
         """Return every pooled connection; the store is unusable afterwards."""
         self._engine.dispose()

@@ -14,14 +14,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from aggregator import config as config_module
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline, SourceOutcome
 from aggregator.processes import parse_pool
-from aggregator.store import open_store
+from aggregator.store import UpsertSummary, open_store
 
 ITEMS = 2_000
 
@@ -217,4 +219,67 @@ def test_a_parser_process_killed_mid_parse_fails_its_source_only(httpserver: HTT
     assert store.news(source="biocluster-nrw") == []
     assert len(store.news(source="silicon-saxony")) == 3
     assert not list(config.data_dir.glob(".body-*"))
+    store.close()
+
+
+def test_a_big_documents_records_are_stored_by_the_process_that_parsed_them(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 50,000 records of a 33 MB calendar went back to the daemon only to be stored: its peak rose
+    from 72 to 219 MB. Now the parser's process stores them, and the daemon sees counts only."""
+    items = 3_000
+    versions = [_feed("circular-plastics", items, 8), _feed("circular-plastics", items, 8) + b"\n"]
+    assert len(versions[0]) > 2 * SPOOL_BYTES
+    served: list[int] = []
+
+    def big(_request: Request) -> Response:
+        served.append(len(served))
+        return Response(versions[min(len(served) - 1, 1)], content_type="application/rss+xml")
+
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/big.xml").respond_with_handler(big)
+    httpserver.expect_request("/small.xml").respond_with_data(
+        _feed("silicon-saxony", 3, 1), content_type="application/rss+xml"
+    )
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[defaults]\nallow_private = true\ndata_dir = "data"\nmax_items = 10000\n'
+        f'[[source]]\nname = "circular-plastics"\nurl = "{httpserver.url_for("/big.xml")}"\nkind = "feed"\n'
+        f'[[source]]\nname = "silicon-saxony"\nurl = "{httpserver.url_for("/small.xml")}"\nkind = "feed"\n',
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    config.data_dir.mkdir()
+    monkeypatch.chdir(tmp_path)  # a relative SQLite path: the parser's process opens the same file
+    store = open_store("sqlite:///data/db.sqlite3")
+    pool = parse_pool(1)
+    try:
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+
+        async def run() -> list[list[SourceOutcome]]:
+            try:
+                return [await pipeline.run_all(config.sources), await pipeline.run_all(config.sources[:1])]
+            finally:
+                await pipeline.fetcher.aclose()
+
+        first, second = asyncio.run(run())
+    finally:
+        pool.shutdown()
+    assert [(o.source, o.outcome, o.summary, o.records) for o in first] == [
+        ("circular-plastics", Outcome.CHANGED, UpsertSummary(new=items), items),
+        ("silicon-saxony", Outcome.CHANGED, UpsertSummary(new=3), 3),
+    ]
+    # Fetched again with other bytes (a new body hash) but the same items: parsed and compared there.
+    assert [(o.outcome, o.summary, o.records) for o in second] == [
+        (Outcome.UNCHANGED, UpsertSummary(unchanged=items), items)
+    ]
+    assert served == [0, 1]
+    assert store.records_written == 3  # silicon-saxony's: the others were written by the parser's process
+    assert pipeline.bodies_spooled == 2
+    news = store.news(source="circular-plastics")
+    assert len(news) == items
+    first_item = next(n for n in news if n.record.title == "circular-plastics: news 0")
+    assert first_item.record.link == "https://circular-plastics.example.eu/news/0"
+    assert first_item.record.published == datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+    assert store.state("circular-plastics").body_hash is not None
     store.close()

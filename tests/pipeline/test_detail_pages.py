@@ -10,7 +10,8 @@ from werkzeug import Request, Response
 
 from aggregator import config as config_module
 from aggregator.fetch import Fetcher
-from aggregator.pipeline import Outcome, Pipeline
+from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline
+from aggregator.processes import parse_pool
 from aggregator.records import NewsRecord, Strategy
 from aggregator.store import open_store
 
@@ -102,3 +103,56 @@ detail_pages = 5
         ("/news/hydrogen", '"hydrogen-v1"'),
         ("/news/textiles", '"textiles-v1"'),
     ]
+
+
+def test_a_big_listings_records_go_back_to_the_daemon_for_their_detail_pages(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """A big document is parsed by a process of its own, which stores its records itself unless the
+    daemon still has work on them: here, fetching their detail pages."""
+    listing = LISTING.format(items="\n".join(ITEM.format(slug=s, title=t, date=d) for s, t, d, _ in STORIES))
+    padded = listing.replace("<!-- A news", "<!-- " + "x" * SPOOL_BYTES + " -->\n<!-- A news")
+    httpserver.clear()
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/news").respond_with_data(padded, content_type="text/html; charset=utf-8")
+    for slug, title, _, summary in STORIES:
+        httpserver.expect_request(f"/news/{slug}").respond_with_data(
+            DETAIL.format(title=title, summary=summary), content_type="text/html"
+        )
+    (tmp_path / "sources.toml").write_text(
+        f"""[defaults]
+allow_private = true
+timezone = "Europe/Vienna"
+data_dir = "data"
+
+[[source]]
+name = "regional-cluster"
+url = "{httpserver.url_for("/news")}"
+detail_pages = 5
+""",
+        encoding="utf-8",
+    )
+    config = config_module.load(tmp_path / "sources.toml")
+    config.data_dir.mkdir()
+    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    pool = parse_pool(1)
+    try:
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+
+        async def run() -> Outcome:
+            try:
+                return (await pipeline.run_source(config.sources[0])).outcome
+            finally:
+                await pipeline.fetcher.aclose()
+
+        outcome = asyncio.run(run())
+    finally:
+        pool.shutdown()
+    assert outcome is Outcome.CHANGED
+    assert pipeline.bodies_spooled == 1
+    assert store.records_written == 3  # stored by the daemon, after its detail pages
+    news = {item.record.title: item.record for item in store.news()}
+    store.close()
+    assert {title: (record.summary, record.strategy) for title, record in news.items()} == {
+        title: (summary, Strategy.DETAIL_PAGE) for _, title, _, summary in STORIES
+    }

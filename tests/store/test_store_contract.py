@@ -583,3 +583,31 @@ def test_news_with_known_items_mostly_new_reads_everything_once(store: SqlStore)
 
     assert [n.record.id for n in again] == [r.id for r in first]
     assert store.records_read - read_before == 1200  # one ordered scan, the known ones decoded again too
+
+
+def test_another_process_opens_the_same_store_from_its_location(store: SqlStore, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A big document's parser process stores its records itself (``Store.location``): the URL must
+    reach the same database from anywhere, password and all, an SQLite path made absolute."""
+    import subprocess
+    import sys
+
+    location = store.location()
+    assert location is not None
+    if store.dialect == "sqlite":
+        assert location.startswith("sqlite:////")  # absolute
+    monkeypatch.chdir(tmp_path)  # elsewhere
+    script = (
+        "import sys; from datetime import datetime, UTC\n"
+        "from aggregator.records import NewsRecord\n"
+        "from aggregator.store import open_store\n"
+        "store = open_store(sys.argv[1])\n"
+        "record = NewsRecord(id='from-elsewhere', source='silicon-saxony', title='Written by another process',"
+        " link='https://www.silicon-saxony.de/news/from-elsewhere')\n"
+        "print(store.upsert('silicon-saxony', [record], now=datetime(2026, 11, 26, 9, 0, tzinfo=UTC)))\n"
+        "store.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, location], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "UpsertSummary(new=1, updated=0, unchanged=0)"
+    assert [(n.record.title, n.first_seen) for n in store.news(source="silicon-saxony")] == [
+        ("Written by another process", datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    ]
