@@ -30,12 +30,11 @@ from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
-from aggregator.parse import parse_document
 from aggregator.parse.detail import enrich_from_detail
-from aggregator.processes import note_job_done, parse_in_fresh_process
+from aggregator.parse_jobs import StoredByParser, parse_and_store, parse_job, parse_spooled
+from aggregator.processes import parse_in_fresh_process
 from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
 from aggregator.store.base import Store, UpsertSummary
-from aggregator.store.sqlalchemy_store import open_store
 
 __all__ = ["Outcome", "Pipeline", "SourceOutcome", "next_run_after_failure", "next_run_after_success"]
 
@@ -156,53 +155,7 @@ class _StateWriter:
                     done.cancel()
 
 
-def _parse(body: bytes, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime) -> ParseResult:
-    # Top-level so a process pool can pickle it.
-    try:
-        return parse_document(body, source=source, url=url, content_type=content_type, fetched_at=fetched_at)
-    finally:
-        note_job_done(len(body))
-
-
 SPOOL_BYTES = 1 << 20  # a body this large goes to a parse worker through a file, not the pool's pipe
-
-
-def _parse_spooled(
-    path: str, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime
-) -> ParseResult:
-    """``_parse`` of a body the daemon wrote to ``path`` (see ``Pipeline._parse``)."""
-    return _parse(Path(path).read_bytes(), source, url, content_type, fetched_at)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredByParser:
-    """A big document's records, stored by the process that parsed them (``_parse_and_store``)."""
-
-    records: int
-    summary: UpsertSummary
-    problems: tuple[Problem, ...]
-
-
-def _parse_and_store(
-    path: str, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime, store_location: str
-) -> ParseResult | StoredByParser:
-    """``_parse_spooled``, then the records stored from this process when the daemon has nothing to add.
-
-    A 33 MB calendar's 50,000 records went back to the daemon only to be stored: unpickled there,
-    they raised its peak from 72 to 219 MB and left it at 140 MB. Records that still need the
-    daemon (detail pages to fetch, a feed to discover, an error page) go back as they are. The
-    store takes writers from several processes (SQLite waits for its lock, PostgreSQL locks the
-    source), and a parser killed mid-write leaves its transaction undone.
-    """
-    parsed = _parse_spooled(path, source, url, content_type, fetched_at)
-    if not parsed.records or (parsed.detail_links and source.max_detail_pages > 0):
-        return parsed
-    store = open_store(store_location)
-    try:
-        summary = store.upsert(source.name, parsed.records, now=fetched_at)
-    finally:
-        store.close()
-    return StoredByParser(len(parsed.records), summary, parsed.problems)
 
 
 def remove_abandoned_bodies(directory: Path, *, older_than: float = 3600.0) -> int:
@@ -302,22 +255,20 @@ class Pipeline:
     ) -> ParseResult:
         """Parse in the pool; a big body in a process of its own (``_in_fresh_process``)."""
         if self._big(body):
-            from_file = await self._in_fresh_process(body, source, _parse_spooled, source, url, content_type, now)
+            from_file = await self._in_fresh_process(body, source, parse_spooled, source, url, content_type, now)
             if from_file is not None:
                 return from_file
-        parsed: ParseResult = await self._in_pool(_parse, body, source, url, content_type, now)
+        parsed: ParseResult = await self._in_pool(parse_job, body, source, url, content_type, now)
         return parsed
 
     async def _parse_or_store(
         self, body: bytes, source: SourceConfig, url: str, content_type: str | None, now: datetime
     ) -> ParseResult | StoredByParser:
         """``_parse``, except that a big body's records are stored by the process that parsed them
-        (``_parse_and_store``), when the store can be opened there: the daemon never holds them."""
+        (``parse_and_store``), when the store can be opened there: the daemon never holds them."""
         location = self.store.location()
         if self._big(body) and location is not None:
-            done = await self._in_fresh_process(
-                body, source, _parse_and_store, source, url, content_type, now, location
-            )
+            done = await self._in_fresh_process(body, source, parse_and_store, source, url, content_type, now, location)
             if done is not None:
                 return done
         return await self._parse(body, source, url, content_type, now)

@@ -170,7 +170,9 @@ def parse_pool(workers: int) -> ProcessPoolExecutor:
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["aggregator.pipeline"])
+    from aggregator.parse_jobs import PARSERS  # the parsers, and not what the daemon imports besides
+
+    context.set_forkserver_preload(list(PARSERS))
     return context
 
 

@@ -117,7 +117,7 @@ def test_a_parse_worker_gives_back_what_a_big_calendar_left_within_seconds(tmp_p
         from datetime import UTC, datetime
         from pathlib import Path
         from aggregator.config import load
-        from aggregator.pipeline import _parse
+        from aggregator.parse_jobs import parse_job
         from aggregator.processes import PARSE_WORKER_RELEASE_S, parse_pool
 
         def resident_mb(pid):
@@ -132,11 +132,11 @@ def test_a_parse_worker_gives_back_what_a_big_calendar_left_within_seconds(tmp_p
             pool = parse_pool(1)
             pid = pool.submit(os.getpid).result()
             now = datetime.now(UTC)
-            small = pool.submit(_parse, b"BEGIN:VCALENDAR\\r\\nEND:VCALENDAR\\r\\n", source, source.url, "text/calendar", now)
+            small = pool.submit(parse_job, b"BEGIN:VCALENDAR\\r\\nEND:VCALENDAR\\r\\n", source, source.url, "text/calendar", now)
             small.result()
             before = resident_mb(pid)
             body = Path({str(body)!r}).read_bytes()
-            parsed = pool.submit(_parse, body, source, source.url, "text/calendar", now).result()
+            parsed = pool.submit(parse_job, body, source, source.url, "text/calendar", now).result()
             count = len(parsed.records)
             del parsed, body
             deadline = time.monotonic() + 3 * PARSE_WORKER_RELEASE_S
@@ -149,3 +149,20 @@ def test_a_parse_worker_gives_back_what_a_big_calendar_left_within_seconds(tmp_p
     count, before, after = map(int, lines)
     assert count == 15_000
     assert after <= before + 8, f"worker at {after} MB, {before} MB before the calendar"
+
+
+def test_parse_processes_are_forked_with_the_parsers_loaded_and_without_the_daemons_network_and_sql_stacks() -> None:
+    """The forkserver loads what parsing needs, once for every worker; the HTTP client and the SQL
+    toolkit stay out (the pool took 127 MB with them, 95 MB without: PSS after 280 documents)."""
+    from aggregator.processes import parse_pool
+
+    pool = parse_pool(1)
+    try:
+        loaded = pool.submit(
+            eval,
+            "sorted(m for m in __import__('sys').modules"
+            " if m in ('bs4', 'feedparser', 'icalendar', 'lxml', 'httpx', 'sqlalchemy', 'aggregator.pipeline'))",
+        ).result()
+    finally:
+        pool.shutdown()
+    assert loaded == ["bs4", "feedparser", "icalendar", "lxml"]
