@@ -142,6 +142,26 @@ def test_ties_on_first_seen_keep_the_source_first_by_name_and_output_keeps_input
     assert summary(merge_news(items)) == [("x", "0", ()), ("alpha", "2", ("zeta",))]
 
 
+def test_kept_copies_come_in_the_order_of_their_own_positions_between_the_stories_that_stand_alone() -> None:
+    """The kept copy of a group may come after its group's first member and after other stories."""
+    later = SEEN + timedelta(days=1)
+    day = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    items = [
+        news("zeta", "a1", "Hydrogen valley", "https://h.example/v?utm_source=x", first_seen=SEEN),  # a repost
+        news("solo", "b", "Smart textiles", "https://t.example/s"),
+        news("omega", "c1", "Cluster matchmaking in Osaka", None, published=day, first_seen=later),
+        news("alpha", "a2", "Hydrogen valley", "https://h.example/v", first_seen=later),  # the original
+        news("lone", "d", "Aerospace mission", "https://a.example/m"),
+        news("beta", "c2", "Cluster Matchmaking in Osaka!", None, published=day, first_seen=SEEN),
+    ]
+    assert summary(merge_news(items)) == [
+        ("solo", "b", ()),
+        ("alpha", "a2", ("zeta",)),
+        ("lone", "d", ()),
+        ("beta", "c2", ("omega",)),
+    ]
+
+
 def test_also_from_already_on_a_record_is_kept_and_sorted() -> None:
     first = news("a", "1", "Story", "https://e.example/s")
     second = news("c", "2", "Story", "https://e.example/s", first_seen=SEEN + timedelta(days=1))
