@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
@@ -29,10 +29,13 @@ from aggregator.matching import MatchKeys, match_keys
 from aggregator.metrics import Metrics
 from aggregator.processes import collector_paused, die_with_parent
 from aggregator.publish import (
+    PackedEvents,
     PublishInput,
     PublishReport,
     change_token,
+    events_are_packed,
     news_per_source,
+    pack_events,
     publish,
     published_still_current,
     remember_publish,
@@ -176,7 +179,9 @@ def _read_ahead(config: Config, parent_pid: int) -> None:
     since = datetime.now(UTC) - timedelta(days=config.defaults.past_days)
     with collector_paused():
         news = {(i.record.source, i.record.key): i for i in store.news(per_source=news_per_source(config))}
-        events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
+        events: dict[tuple[str, str], StoredEvent] = {}
+        if not events_are_packed(config, store.count_events(since=since)):  # else read as a stream by the publish
+            events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
     _READ_AHEAD.append((_store_location(config), store, news, events))
 
 
@@ -227,7 +232,13 @@ def _render_and_write(
     started = time.perf_counter()
     known_news, known_events = known or (None, None)
     news, news_keys = _with_match_keys(store.news(known=known_news, per_source=news_per_source(config)))
-    events, event_keys = _with_match_keys(store.events(since=since, known=known_events))
+    packed: PackedEvents | None = None
+    events: list[StoredEvent] = []
+    event_keys: list[tuple[StoredEvent, MatchKeys]] = []
+    if events_are_packed(config, store.count_events(since=since)):
+        packed = _packed_events(config, store, since, now)
+    else:
+        events, event_keys = _with_match_keys(store.events(since=since, known=known_events))
     for read_ahead in (known_news, known_events):
         if read_ahead is not None:
             read_ahead.clear()  # read again where changed: what is left is in ``news`` and ``events``
@@ -240,17 +251,61 @@ def _render_and_write(
         log.warning("de-duplication keys not saved: %s", error)
     del news_keys, event_keys
     data = PublishInput(
-        config=config, news=news, events=events, states=states, now=now, base_url=base_url, handed_over=True
+        config=config,
+        news=news,
+        events=events,
+        states=states,
+        now=now,
+        base_url=base_url,
+        handed_over=True,
+        packed_events=packed,
     )
     del news, events  # handed over: the publish empties the lists
     report = dataclasses.replace(
-        publish(config.feeds_dir, data), read_seconds=read_seconds, read_ahead=known is not None
+        publish(config.feeds_dir, data),
+        read_seconds=read_seconds,
+        read_ahead=known is not None,
+        events_packed=packed is not None,
     )
     remember_publish(config, token, report)
     return report
 
 
 _Item = TypeVar("_Item", StoredNews, StoredEvent)
+_KEYS_SAVED_AT_ONCE = 2_000  # events given de-duplication keys while they stream by, saved in groups
+
+
+def _packed_events(config: Config, store: Store, since: datetime, now: datetime) -> PackedEvents:
+    """The events read as a stream and packed (``pack_events``); keys computed on the way are saved as it goes."""
+    computed: list[tuple[StoredEvent, MatchKeys]] = []
+
+    def save() -> None:
+        try:
+            store.save_match_keys(computed)
+        except StoreError as error:  # computed again next time: speed lost, not output
+            log.warning("de-duplication keys not saved: %s", error)
+        computed.clear()
+
+    def with_keys() -> Iterator[StoredEvent]:
+        for item in store.stream_events(since=since):
+            if item.match is None:
+                keys = match_keys(item.record.link, item.record.title)
+                item = dataclasses.replace(item, match=keys)
+                computed.append((item, keys))
+                if len(computed) >= _KEYS_SAVED_AT_ONCE:
+                    save()
+            yield item
+
+    with collector_paused():
+        packed = pack_events(
+            with_keys(),
+            names={s.name for s in config.sources},
+            series=store.recurring_series(),
+            now=now,
+            past_days=config.defaults.past_days,
+        )
+    save()
+    return packed
 
 
 def _with_match_keys(items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item, MatchKeys]]]:

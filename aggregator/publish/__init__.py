@@ -15,7 +15,7 @@ import os
 import pickle
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,9 +30,9 @@ from aggregator.fragments import CACHE_FILE, Fragment, code_digest, fragment_cac
 from aggregator.fragments import joined as join_fragments
 from aggregator.processes import ForkedCall, collector_paused, fork_call, release_free_memory, room_for_copies
 from aggregator.publish import _files
-from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, render_memo, sort_news
+from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, pieces_kept, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
-from aggregator.publish.ics import current_events, current_until, ics_parts
+from aggregator.publish.ics import current_events, current_until, ics_parts, is_current, leaves_window_at
 from aggregator.publish.index import (
     _LATEST_NEWS,
     IndexSource,
@@ -51,10 +51,13 @@ from aggregator.store.base import StoredEvent, StoredNews
 from aggregator.urls import absolute_url
 
 __all__ = [
+    "PackedEvents",
     "PublishInput",
     "PublishReport",
     "change_token",
+    "events_are_packed",
     "news_per_source",
+    "pack_events",
     "publish",
     "published_still_current",
     "remember_publish",
@@ -88,6 +91,29 @@ class PublishInput:
     # once it no longer needs them (``_Holders``). A large workload's 100,000 events held 124 MB
     # through the news formats, and its 160,000 news 176 MB through the calendars, in every process.
     handed_over: bool = False
+    # Instead of ``events`` (then empty): the events read as a stream and kept compressed
+    # (``pack_events``), when decoded they would be more than ``publish_memory_mb``.
+    packed_events: PackedEvents | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PackedEvents:
+    """A publish's current events, read one by one and kept compressed until the calendars are rendered.
+
+    Decoded, the large workload's 102,867 events held 123 MB in the publishing process from its
+    read to its end, and in the helper that renders no calendar. What the plan needs of them
+    (each source's digest, when the first leaves the past window) is taken as they stream by.
+    """
+
+    chunks: tuple[bytes, ...]  # pickled and compressed {source: [events in order]}, ``_PARK_EVENTS`` at most each
+    pieces: Mapping[str, bytes]  # per source with current events: ``_events_piece`` of them
+    leaving: datetime | None  # ``current_until`` of all the events read
+    count: int  # current events packed
+
+
+def events_are_packed(config: Config, count: int) -> bool:
+    """Whether ``count`` events, decoded, would be more than ``publish_memory_mb``: then ``pack_events``."""
+    return count * _EVENT_BYTES > (config.defaults.publish_memory_mb << 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +138,7 @@ class PublishReport:
     merge_seconds: float = 0.0
     render_seconds: float = 0.0
     read_ahead: bool = False  # the records were read while sources were fetched; only changed rows read again
+    events_packed: bool = False  # the events were read as a stream and kept compressed (``PackedEvents``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +176,9 @@ _CALENDAR = 3  # the .ics file's index: the last a process renders
 # What one decoded event holds (the large workload: 124 MB for 102,867). Past ``publish_memory_mb``
 # of them, a process that renders news before its calendars keeps them compressed meanwhile.
 _EVENT_BYTES = 1_200
+# What one item's safe pieces (``news_pieces``) take kept in memory (the large workload: 100 MB for
+# 160,000). Past ``publish_memory_mb`` of them, each news format makes them again instead.
+_PIECES_BYTES = 650
 # What each format leaves in the render memo that no later format needs (dropped after it).
 _FORMAT_MEMOS: tuple[tuple[str, ...], ...] = (("rss", "sort"), ("atom", "updated"), ("json", "news"), ("vevent",))
 _FRAGMENT_KINDS: tuple[tuple[str, ...], ...] = (("rss",), ("atom",), ("json",), ("vevent",))  # the same, stored
@@ -256,12 +286,61 @@ def _event_token(item: StoredEvent) -> str:
     return f"{item.sequence}\x1f{item.changed_at.isoformat()}\x1f{item.first_seen.isoformat()}\x1f{_content(item)}"
 
 
-def _source_digest(news: list[StoredNews], events: list[StoredEvent]) -> bytes:
+def _events_piece(events: Sequence[StoredEvent]) -> bytes:
+    """A digest of a source's current events (``pack_events`` takes the same as they stream by)."""
+    return hashlib.blake2b("\x1e".join(map(_event_token, events)).encode(), digest_size=16).digest()
+
+
+def _source_digest(news: list[StoredNews], events_piece: bytes) -> bytes:
     digest = hashlib.blake2b(digest_size=16)
     digest.update("\x1e".join(map(_news_token, news)).encode())
     digest.update(b"\x1d")
-    digest.update("\x1e".join(map(_event_token, events)).encode())
+    digest.update(events_piece)
     return digest.digest()
+
+
+def pack_events(
+    events: Iterable[StoredEvent],
+    *,
+    names: Collection[str],
+    series: Collection[tuple[str, str]],
+    now: datetime,
+    past_days: int,
+) -> PackedEvents:
+    """``events`` (as ``Store.stream_events`` gives them) made into ``PackedEvents``, never all decoded at once.
+
+    The same as ``_plan`` takes from a list: the current events of the sources ``names`` (``series``:
+    (source, UID) of every recurring event, known before its overrides come by), in their order,
+    each source's digest, and when the first event of all leaves the past window.
+    """
+    cutoff = now - timedelta(days=past_days)
+    hashers: dict[str, Any] = {}
+    chunks: list[bytes] = []
+    chunk: dict[str, list[StoredEvent]] = {}
+    size = count = 0
+    leaving: datetime | None = None
+    for item in events:
+        record = item.record
+        edge = leaves_window_at(record, now, past_days)
+        if edge is not None and (leaving is None or edge < leaving):
+            leaving = edge
+        if record.source not in names or not is_current(record, series, cutoff):
+            continue
+        token = _event_token(item).encode()
+        hasher = hashers.get(record.source)
+        if hasher is None:
+            hashers[record.source] = hashlib.blake2b(token, digest_size=16)
+        else:
+            hasher.update(b"\x1e" + token)
+        chunk.setdefault(record.source, []).append(item)
+        size += 1
+        count += 1
+        if size >= _PARK_EVENTS:
+            chunks.append(_pack(chunk))
+            chunk, size = {}, 0
+    if chunk:
+        chunks.append(_pack(chunk))
+    return PackedEvents(tuple(chunks), {name: h.digest() for name, h in hashers.items()}, leaving, count)
 
 
 def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
@@ -330,10 +409,18 @@ def _plan(data: PublishInput) -> _Plan:
         if item.record.source in names:
             news_by_source[item.record.source].append(item)
     events_by_source: dict[str, list[StoredEvent]] = {s.name: [] for s in sources}
-    for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
-        events_by_source[event.record.source].append(event)
-    pieces = {s.name: _source_digest(news_by_source[s.name], events_by_source[s.name]) for s in sources}
-    leaving = current_until(data.events, data.now, defaults.past_days)  # now: the events may be let go
+    packed = data.packed_events
+    if packed is None:
+        for event in current_events([e for e in data.events if e.record.source in names], data.now, defaults.past_days):
+            events_by_source[event.record.source].append(event)
+        event_pieces = {name: _events_piece(items) for name, items in events_by_source.items()}
+        leaving = current_until(data.events, data.now, defaults.past_days)  # now: the events may be let go
+    else:  # taken as they were read; the events stay packed until the calendars (``unpark_events``)
+        no_events = _events_piece(())
+        event_pieces = {s.name: packed.pieces.get(s.name, no_events) for s in sources}
+        leaving = packed.leaving
+    pieces = {s.name: _source_digest(news_by_source[s.name], event_pieces[s.name]) for s in sources}
+    del event_pieces
     made_lists: list[list[list[StoredNews]]] = []  # every scope's news list, once made
     # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
     common = hashlib.blake2b(code_digest().encode(), digest_size=16)
@@ -437,7 +524,7 @@ def _plan(data: PublishInput) -> _Plan:
         if isinstance(data.news, list):
             data.news.clear()
 
-    parked: list[bytes] = []
+    parked: list[bytes] = [] if packed is None else list(packed.chunks)
 
     def empty_event_lists() -> None:
         for items in events_by_source.values():
@@ -454,6 +541,8 @@ def _plan(data: PublishInput) -> _Plan:
     def park_events() -> None:
         # A pickle per _PARK_EVENTS events: one of them all took 130 MB for its memo. (The merged
         # list, a memo, is made again from the sources' lists.)
+        if not any(events_by_source.values()):
+            return  # none, or still packed as read
         chunk: dict[str, list[StoredEvent]] = {}
         size = 0
         for name, items in events_by_source.items():
@@ -466,9 +555,9 @@ def _plan(data: PublishInput) -> _Plan:
         empty_event_lists()
 
     def unpark_events() -> None:
-        for packed in parked:
-            for name, items in _unpack(packed).items():
-                events_by_source[name][:] = items
+        for chunk in parked:  # in order: a source's events may span several
+            for name, items in _unpack(chunk).items():
+                events_by_source[name].extend(items)
         parked.clear()
 
     def merged_news() -> list[StoredNews]:
@@ -571,6 +660,8 @@ def _plan(data: PublishInput) -> _Plan:
             edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
         return min(edges)
 
+    if packed is not None and not data.handed_over:
+        unpark_events()  # nothing will let them go: decode them now
     holders = _Holders(drop_news, drop_events, park_events, unpark_events)
     return _Plan(scopes, render_pages, valid_until, holders)
 
@@ -652,6 +743,7 @@ def _write_formats(
     joined: Callable[[], list[_Written]],
     holders: _Holders | None = None,
     park_events: bool = False,
+    keep_pieces: bool = True,
 ) -> _Written:
     """Render files ``formats`` of ``scopes`` (and ``pages``: index.html, OPML, and until when all stay right).
 
@@ -664,6 +756,7 @@ def _write_formats(
     ``holders`` (the records handed over): a process that renders no calendar lets the events
     go before it starts, one that renders calendars lets the news go before them; with
     ``park_events`` it keeps the events compressed while it renders news formats.
+    ``keep_pieces``: each item's safe pieces are kept from one news format to the next (``pieces_kept``).
     """
     result = _Written([], 0, set(), 0, 0, None)
     pending: list[tuple[str, int, Future[bool]]] = []
@@ -683,6 +776,7 @@ def _write_formats(
     with (
         render_memo(),
         dedupe_memo(),
+        pieces_kept(keep_pieces),
         fragment_cache(cache_path, usable=cache_usable, memory_budget=memory_budget) as fragments,
         ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
     ):
@@ -772,6 +866,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     scopes, render_pages, valid_until = plan.scopes, plan.render_pages, plan.valid_until
     holders = plan.holders if data.handed_over else None
     park_events = len(data.events) * _EVENT_BYTES > (data.config.defaults.publish_memory_mb << 20)
+    keep_pieces = len(data.news) * _PIECES_BYTES <= (data.config.defaults.publish_memory_mb << 20)
     state_path = data.config.data_dir / _STATE_FILE
     previous = _load_state(state_path, feeds_dir)
     # Whatever happens below, the last publish's change token no longer describes feeds/.
@@ -830,6 +925,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
                 joined=list,
                 holders=holders,
                 park_events=park_events,
+                keep_pieces=keep_pieces,
             ),
             f"publishing {', '.join(_FEED_SUFFIXES[i] for i in formats)} files",
         )
@@ -859,6 +955,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
             joined=joined,
             holders=holders,
             park_events=park_events,
+            keep_pieces=keep_pieces,
         )
     except Exception:
         # The helpers finish their files (each complete, or kept as it was) and clean up their

@@ -10,7 +10,7 @@ cached, so the merged, per-source and per-tag calendars share the work.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
@@ -35,6 +35,8 @@ __all__ = [
     "fold",
     "ics_duration",
     "ics_parts",
+    "is_current",
+    "leaves_window_at",
     "render_ics",
     "rrule_value",
     "unique_uids",
@@ -291,34 +293,36 @@ def _last_instant(record: EventRecord) -> datetime:
     return datetime.combine(value, time(0), tzinfo=UTC)
 
 
+def is_current(record: EventRecord, series: Collection[tuple[str, str]], cutoff: datetime) -> bool:
+    """Whether ``current_events`` keeps the event: a series (``series``: its (source, UID)s) is kept whole."""
+    return bool(
+        record.rrule
+        or record.rdates
+        or (record.recurrence_id is not None and (record.source, record.uid) in series)
+        or _last_instant(record) >= cutoff
+    )
+
+
+def leaves_window_at(record: EventRecord, now: datetime, past_days: int) -> datetime | None:
+    """When a current one-off event drops out of the past window (None: part of a series, or already out)."""
+    if record.rrule or record.rdates or record.recurrence_id is not None:
+        return None
+    window = timedelta(days=past_days)
+    last = _last_instant(record)
+    return last + window if last >= now - window else None
+
+
 def current_events(events: Iterable[StoredEvent], now: datetime, past_days: int) -> list[StoredEvent]:
     """Events not older than ``past_days``: a series is kept whole, with its overrides."""
     cutoff = now - timedelta(days=past_days)
     series = {(e.record.source, e.record.uid) for e in events if e.record.rrule or e.record.rdates}
-    kept = []
-    for item in events:
-        record = item.record
-        if (
-            record.rrule
-            or record.rdates
-            or (record.recurrence_id is not None and (record.source, record.uid) in series)
-            or _last_instant(record) >= cutoff
-        ):
-            kept.append(item)
-    return kept
+    return [item for item in events if is_current(item.record, series, cutoff)]
 
 
 def current_until(events: Iterable[StoredEvent], now: datetime, past_days: int) -> datetime | None:
     """When the first of ``events`` that ``current_events`` keeps today would drop out (None: never)."""
-    window = timedelta(days=past_days)
-    cutoff = now - window
-    edges = [
-        _last_instant(item.record) + window
-        for item in events
-        if not (item.record.rrule or item.record.rdates or item.record.recurrence_id is not None)
-        and _last_instant(item.record) >= cutoff
-    ]
-    return min(edges, default=None)
+    edges = (leaves_window_at(item.record, now, past_days) for item in events)
+    return min((edge for edge in edges if edge is not None), default=None)
 
 
 def unique_uids(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:

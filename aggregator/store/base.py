@@ -6,7 +6,7 @@ typed records. One contract-test module runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -78,6 +78,18 @@ class Store(Protocol):
         known: Mapping[tuple[str, str], StoredEvent] | None = None,
     ) -> list[StoredEvent]:
         """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one (``known``: as news)."""
+        ...
+
+    def count_events(self, *, since: datetime) -> int:
+        """How many events ``events(since=since)`` would return (a publish chooses how to hold them)."""
+        ...
+
+    def stream_events(self, *, since: datetime) -> Iterator[StoredEvent]:
+        """``events(since=since)`` one by one as they are read, in the same order: never all decoded at once."""
+        ...
+
+    def recurring_series(self) -> set[tuple[str, str]]:
+        """(source, UID) of every stored recurring event (RRULE or RDATE): known before its overrides stream by."""
         ...
 
     def save_match_keys(self, keys: Sequence[tuple[StoredNews | StoredEvent, MatchKeys]]) -> int:

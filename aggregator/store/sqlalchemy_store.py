@@ -144,6 +144,14 @@ def _stored_event(row: Any, times: _Times) -> StoredEvent:
     )
 
 
+def _current_events(since: datetime) -> Any:
+    """Events ending (or starting, if open-ended) at or after ``since``, and every recurring one."""
+    return or_(records.c.ends_at >= since, records.c.recurring.is_(True))
+
+
+_EVENT_ORDER = (records.c.sort_at, records.c.source, records.c.key)
+
+
 def _head_revision() -> str | None:
     """The newest migration's id, read from the version files without importing Alembic.
 
@@ -591,13 +599,40 @@ class SqlStore:
 
         Ordered by start (UTC), then source and key. ``known``: as in ``news``.
         """
-        current = or_(records.c.ends_at >= since, records.c.recurring.is_(True))
-        order = (records.c.sort_at, records.c.source, records.c.key)
-        query = self._record_query(RecordKind.EVENT, source, tag).where(current).order_by(*order)
+        current = _current_events(since)
+        query = self._record_query(RecordKind.EVENT, source, tag).where(current).order_by(*_EVENT_ORDER)
         if known is None:
             return self._read("reading events", query, _stored_event)
-        light = self._record_query(RecordKind.EVENT, source, tag, light=True).where(current).order_by(*order)
+        light = self._record_query(RecordKind.EVENT, source, tag, light=True).where(current).order_by(*_EVENT_ORDER)
         return self._read_known("reading events", light, query, RecordKind.EVENT, known, _stored_event)
+
+    def count_events(self, *, since: datetime) -> int:
+        """How many events ``events(since=since)`` would return."""
+        query = select(func.count()).select_from(records).where(records.c.kind == RecordKind.EVENT.value)
+        with self._transaction("counting events", write=False) as conn:
+            return int(conn.execute(query.where(_current_events(since))).scalar_one())
+
+    def stream_events(self, *, since: datetime) -> Iterator[StoredEvent]:
+        """``events(since=since)`` one by one as they are read, in the same order."""
+        query = self._record_query(RecordKind.EVENT, None, None).where(_current_events(since)).order_by(*_EVENT_ORDER)
+        times: _Times = {}
+        with self._transaction("reading events", write=False) as conn:
+            for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
+                self.records_read += 1
+                yield _stored_event(row, times)
+
+    def recurring_series(self) -> set[tuple[str, str]]:
+        """(source, UID) of every stored recurring event (RRULE or RDATE)."""
+        query = select(records.c.source, records.c.payload).where(
+            records.c.kind == RecordKind.EVENT.value, records.c.recurring.is_(True)
+        )
+        series = set()
+        with self._transaction("reading recurring events", write=False) as conn:
+            for source, payload in conn.execute(query):
+                record = codec.decode(RecordKind.EVENT, payload)  # the UID as written (a key may carry more)
+                assert isinstance(record, EventRecord)
+                series.add((source, record.uid))
+        return series
 
     def _read(self, action: str, query: Any, build: Callable[[Any, _Times], _Row]) -> list[_Row]:
         """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""

@@ -611,3 +611,34 @@ def test_another_process_opens_the_same_store_from_its_location(store: SqlStore,
     assert [(n.record.title, n.first_seen) for n in store.news(source="silicon-saxony")] == [
         ("Written by another process", datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
     ]
+
+
+def test_events_stream_in_the_order_they_are_read_counted_and_with_their_series(store: SqlStore) -> None:
+    """What a publish past its memory budget reads (``stream_events``), one by one: the same as ``events``."""
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=VIENNA)
+    series = event("jour-fixe@plastics", "Jour fixe", start, start + timedelta(hours=1), rrule="FREQ=WEEKLY")
+    moved = event(
+        "jour-fixe@plastics",
+        "Jour fixe (moved)",
+        start + timedelta(days=8),
+        start + timedelta(days=8, hours=1),
+        recurrence_id=start + timedelta(days=7),
+    )
+    old = event("summit-2024@plastics", "Summit 2024", datetime(2024, 5, 2, 9, 0, tzinfo=VIENNA))
+    others = [
+        event(f"e{n}@plastics", f"Workshop {n}", start - timedelta(hours=n), start - timedelta(hours=n - 1))
+        for n in range(5)
+    ]
+    store.upsert("plastics-cluster", [series, moved, old, *others], now=NOW)
+    store.upsert("silicon-saxony", [event("s@saxony", "Chip day", start, source="silicon-saxony")], now=NOW)
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+
+    streamed = list(store.stream_events(since=since))
+    assert streamed == store.events(since=since)
+    assert [(e.record.source, e.record.key) for e in streamed][:3] == [
+        ("plastics-cluster", "e4@plastics"),
+        ("plastics-cluster", "e3@plastics"),
+        ("plastics-cluster", "e2@plastics"),
+    ]
+    assert store.count_events(since=since) == len(streamed) == 8
+    assert store.recurring_series() == {("plastics-cluster", "jour-fixe@plastics")}

@@ -1,0 +1,167 @@
+"""Events past the publish's memory budget are read as a stream and kept compressed, with the same files.
+
+Decoded, the large workload's 102,867 events held 123 MB in the publishing process from its read
+to its end (``PublishInput.packed_events``). The plan takes what it needs of them as they stream by:
+each source's digest, the current ones in their order, and when the first of all leaves the past
+window, a source no longer configured included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aggregator import config as config_module
+from aggregator.config import Config
+from aggregator.records import EventRecord, Record
+from aggregator.runtime import publish_from_store
+from aggregator.store import SqlStore, open_store
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+VIENNA = ZoneInfo("Europe/Vienna")
+BASE = "https://feeds.clusterfeeds.example/"
+
+
+def _config(tmp_path: Path, name: str, memory_mb: int, processes: int) -> Config:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'[defaults]\ndata_dir = "{name}-data"\nfeeds_dir = "{name}-feeds"\npast_days = 30\n'
+        f"publish_memory_mb = {memory_mb}\npublish_processes = {processes}\n"
+        + "".join(
+            f'[[source]]\nname = "{source}"\nurl = "https://{source}.example.eu/events.ics"\nkind = "ical"\n'
+            f'tags = ["{tag}"]\n'
+            for source, tag in (("alpha", "energy"), ("beta", "energy"), ("gamma", "health"))
+        ),
+        encoding="utf-8",
+    )
+    return config_module.load(path)
+
+
+def _events() -> dict[str, list[Record]]:
+    start = datetime(2026, 12, 1, 9, 30, tzinfo=VIENNA)  # the next to enter the 30 days: at 09:30 UTC
+    alpha: list[Record] = [
+        EventRecord(
+            uid=f"alpha-{n}@clusterfeeds",
+            source="alpha",
+            title=f"Hydrogen workshop {n}",
+            start=start + timedelta(hours=n),
+            end=start + timedelta(hours=n, minutes=90),
+            timezone="Europe/Vienna",
+        )
+        for n in range(2_300)
+    ]
+    beta: list[Record] = [
+        EventRecord(
+            uid=f"beta-{n}@clusterfeeds",
+            source="beta",
+            title=f"Textiles meetup {n}",
+            start=start + timedelta(hours=n, minutes=15),
+            end=start + timedelta(hours=n, minutes=45),
+            timezone="Europe/Vienna",
+        )
+        for n in range(900)
+    ]
+    beta += [  # beta announces 100 of alpha's workshops too: merged into alpha's, with also_from
+        EventRecord(
+            uid=f"copy-{n}@beta",
+            source="beta",
+            title=f"Hydrogen workshop {n}",
+            start=start + timedelta(hours=n),
+            end=start + timedelta(hours=n, minutes=90),
+            timezone="Europe/Vienna",
+        )
+        for n in range(100)
+    ]
+    series_start = datetime(2024, 1, 9, 10, 0, tzinfo=VIENNA)
+    gamma: list[Record] = [
+        EventRecord(
+            uid="jour-fixe@gamma",
+            source="gamma",
+            title="Jour fixe",
+            start=series_start,
+            end=series_start + timedelta(hours=1),
+            timezone="Europe/Vienna",
+            rrule="FREQ=WEEKLY;BYDAY=TU",
+        ),
+        EventRecord(  # an override from 2024, out of the window: not read (the series' RRULE is)
+            uid="jour-fixe@gamma",
+            source="gamma",
+            title="Jour fixe (moved to Wednesday)",
+            start=series_start + timedelta(days=8),
+            end=series_start + timedelta(days=8, hours=1),
+            timezone="Europe/Vienna",
+            recurrence_id=series_start + timedelta(days=7),
+        ),
+        EventRecord(  # a one-off from 2024: out of the window, in no file
+            uid="summit-2024@gamma",
+            source="gamma",
+            title="Health summit 2024",
+            start=datetime(2024, 5, 2, 9, 0, tzinfo=VIENNA),
+            end=datetime(2024, 5, 2, 17, 0, tzinfo=VIENNA),
+            timezone="Europe/Vienna",
+        ),
+        EventRecord(  # ended 29 days and 20 hours ago: leaves the window in four hours
+            uid="webinar@gamma",
+            source="gamma",
+            title="Webinar on clinical trials",
+            start=NOW - timedelta(days=29, hours=22),
+            end=NOW - timedelta(days=29, hours=20),
+            timezone="UTC",
+        ),
+    ]
+    retired: list[Record] = [  # a source no longer configured: in no file, but it counts for the validity
+        EventRecord(
+            uid="farewell@retired",
+            source="retired",
+            title="Farewell",
+            start=NOW - timedelta(days=30, hours=1),
+            end=NOW - timedelta(days=30) + timedelta(minutes=10),
+            timezone="UTC",
+        )
+    ]
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "retired": retired}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqlStore:
+    opened = open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    for source, records in _events().items():
+        opened.upsert(source, records, now=NOW - timedelta(days=1))
+    return opened
+
+
+def _files(feeds_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(feeds_dir).as_posix(): p.read_bytes() for p in sorted(feeds_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_packed_events_give_the_same_files_and_validity_as_decoded_ones(
+    store: SqlStore, tmp_path: Path, processes: int
+) -> None:
+    since = NOW - timedelta(days=30)
+    assert store.count_events(since=since) == 3_303  # the 2024 one-off and override are not read at all
+    assert all(e.match is None for e in store.events(since=since))  # no publish has given them keys yet
+
+    packed = publish_from_store(_config(tmp_path, "packed", 0, processes), store, now=NOW, base_url=BASE)
+    assert all(e.match is not None for e in store.events(since=since))  # saved while they streamed by
+    decoded = publish_from_store(_config(tmp_path, "decoded", 64, processes), store, now=NOW, base_url=BASE)
+
+    assert (packed.events_packed, decoded.events_packed) == (True, False)
+    packed_files, decoded_files = _files(tmp_path / "packed-feeds"), _files(tmp_path / "decoded-feeds")
+    assert packed_files == decoded_files
+    assert len(packed_files) == 1 + 4 + 3 * 4 + 2 * 4 + 1  # merged, sources, tags, index and OPML
+    assert packed.written == decoded.written
+    # The retired source's event leaves the window first (in ten minutes): before gamma's webinar
+    # leaves (at 12:00) and before the next workshop enters the index's 30 days (at 09:30).
+    assert packed.valid_until == decoded.valid_until == datetime(2026, 11, 26, 9, 10, tzinfo=UTC)
+    merged = packed_files["events.ics"].decode()
+    assert merged.count("BEGIN:VEVENT") == 2_300 + 900 + 2  # alpha's, beta's own, gamma's series and webinar
+    gamma = packed_files["sources/gamma.ics"].decode()
+    assert gamma.count("BEGIN:VEVENT") == 2
+    assert "RRULE:FREQ=WEEKLY;BYDAY=TU" in gamma
+    assert "Health summit 2024" not in gamma
+    assert "Farewell" not in merged
+    assert packed_files["sources/beta.ics"].decode().count("BEGIN:VEVENT") == 1_000
