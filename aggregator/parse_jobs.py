@@ -1,9 +1,7 @@
 """The parse stage's jobs as they run in the parse processes (pool workers, fresh children).
 
-Apart from the daemon's module so that the forkserver the parse processes are forked from
-(``processes.parse_pool``) loads the parsers and nothing else: no HTTP client, no SQL toolkit.
-The pool then took 95 MB (PSS, workers and forkserver, after 280 documents of the medium
-corpus) instead of 127 MB. The store is imported only by a process that stores.
+Top-level functions, so that a process pool can pickle them; the store is imported only by a
+process that stores.
 """
 
 from __future__ import annotations
@@ -21,19 +19,7 @@ from aggregator.records import ParseResult, Problem
 if TYPE_CHECKING:
     from aggregator.store.base import UpsertSummary
 
-__all__ = ["PARSERS", "StoredByParser", "parse_and_store", "parse_job", "parse_spooled"]
-
-# The parsers a parse process may need, loaded once by the forkserver: importing them in every
-# worker cost a first cycle 1-2 s of its two cores (medium), and their pages are shared instead.
-PARSERS = (
-    "aggregator.parse_jobs",
-    "aggregator.parse.auto",
-    "aggregator.parse.detail",
-    "aggregator.parse.fastfeed",
-    "aggregator.parse.feed",
-    "aggregator.parse.html",
-    "aggregator.parse.ical",
-)
+__all__ = ["StoredByParser", "parse_and_store", "parse_job", "parse_spooled"]
 
 
 def parse_job(

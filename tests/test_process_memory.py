@@ -149,20 +149,3 @@ def test_a_parse_worker_gives_back_what_a_big_calendar_left_within_seconds(tmp_p
     count, before, after = map(int, lines)
     assert count == 15_000
     assert after <= before + 8, f"worker at {after} MB, {before} MB before the calendar"
-
-
-def test_parse_processes_are_forked_with_the_parsers_loaded_and_without_the_daemons_network_and_sql_stacks() -> None:
-    """The forkserver loads what parsing needs, once for every worker; the HTTP client and the SQL
-    toolkit stay out (the pool took 127 MB with them, 95 MB without: PSS after 280 documents)."""
-    from aggregator.processes import parse_pool
-
-    pool = parse_pool(1)
-    try:
-        loaded = pool.submit(
-            eval,
-            "sorted(m for m in __import__('sys').modules"
-            " if m in ('bs4', 'feedparser', 'icalendar', 'lxml', 'httpx', 'sqlalchemy', 'aggregator.pipeline'))",
-        ).result()
-    finally:
-        pool.shutdown()
-    assert loaded == ["bs4", "feedparser", "icalendar", "lxml"]

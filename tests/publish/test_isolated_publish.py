@@ -80,9 +80,13 @@ def _change_the_store(store: SqlStore) -> None:
     store.upsert("alpha", [retitled, added, events[0], moved], now=LATER)
 
 
+@pytest.mark.parametrize("memory_mb", [64, 0])
 def test_a_standby_reads_ahead_and_publishes_the_later_changes_as_a_fresh_publish_would(
-    config: Config, store: SqlStore
+    config: Config, store: SqlStore, memory_mb: int
 ) -> None:
+    """With no memory budget for the events, the standby reads ahead the news only, and the
+    publish reads the events as a stream (``PackedEvents``): the same files."""
+    config = dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, publish_memory_mb=memory_mb))
     standby = PublishStandby()
     standby.start(config)
     assert standby.ready(timeout=60)  # it has read the store as it was
@@ -94,6 +98,7 @@ def test_a_standby_reads_ahead_and_publishes_the_later_changes_as_a_fresh_publis
     fresh = publish_from_store(config, store, now=NOW, base_url=BASE)
 
     assert (report.read_ahead, fresh.read_ahead, standby.started) == (True, False, False)
+    assert (report.events_packed, fresh.events_packed) == (memory_mb == 0, memory_mb == 0)
     assert _contents(config.feeds_dir) == from_standby
     merged = from_standby["news.xml"].decode()
     assert "Wasserstoff-Testfeld in Graz eröffnet" in merged
