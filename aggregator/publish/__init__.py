@@ -108,7 +108,6 @@ class PackedEvents:
     chunks: tuple[bytes, ...]  # pickled and compressed {source: [events in order]}, ``_PARK_EVENTS`` at most each
     pieces: Mapping[str, bytes]  # per source with current events: ``_events_piece`` of them
     leaving: datetime | None  # ``current_until`` of all the events read
-    count: int  # current events packed
 
 
 def events_are_packed(config: Config, count: int) -> bool:
@@ -317,7 +316,7 @@ def pack_events(
     hashers: dict[str, Any] = {}
     chunks: list[bytes] = []
     chunk: dict[str, list[StoredEvent]] = {}
-    size = count = 0
+    size = 0
     leaving: datetime | None = None
     for item in events:
         record = item.record
@@ -334,13 +333,12 @@ def pack_events(
             hasher.update(b"\x1e" + token)
         chunk.setdefault(record.source, []).append(item)
         size += 1
-        count += 1
         if size >= _PARK_EVENTS:
             chunks.append(_pack(chunk))
             chunk, size = {}, 0
     if chunk:
         chunks.append(_pack(chunk))
-    return PackedEvents(tuple(chunks), {name: h.digest() for name, h in hashers.items()}, leaving, count)
+    return PackedEvents(tuple(chunks), {name: h.digest() for name, h in hashers.items()}, leaving)
 
 
 def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
