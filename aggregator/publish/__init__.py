@@ -105,7 +105,9 @@ class PackedEvents:
     (each source's digest, when the first leaves the past window) is taken as they stream by.
     """
 
-    chunks: tuple[bytes, ...]  # pickled and compressed {source: [events in order]}, ``_PARK_EVENTS`` at most each
+    # Pickled and compressed {source: [events in order]}, ``_PARK_EVENTS`` at most each; handed over
+    # with the rest, the list is emptied once the events are unpacked or let go.
+    chunks: list[bytes]
     pieces: Mapping[str, bytes]  # per source with current events: ``_events_piece`` of them
     leaving: datetime | None  # ``current_until`` of all the events read
 
@@ -338,7 +340,7 @@ def pack_events(
             chunk, size = {}, 0
     if chunk:
         chunks.append(_pack(chunk))
-    return PackedEvents(tuple(chunks), {name: h.digest() for name, h in hashers.items()}, leaving)
+    return PackedEvents(chunks, {name: h.digest() for name, h in hashers.items()}, leaving)
 
 
 def _scope_digest(common: bytes, settings: Any, pieces: Sequence[bytes]) -> str:
@@ -522,7 +524,9 @@ def _plan(data: PublishInput) -> _Plan:
         if isinstance(data.news, list):
             data.news.clear()
 
-    parked: list[bytes] = [] if packed is None else list(packed.chunks)
+    parked: list[bytes] = []
+    if packed is not None:  # handed over, the same list: emptied here, the caller holds no copy
+        parked = packed.chunks if data.handed_over else list(packed.chunks)
 
     def empty_event_lists() -> None:
         for items in events_by_source.values():

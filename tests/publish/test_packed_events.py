@@ -16,6 +16,7 @@ import pytest
 
 from aggregator import config as config_module
 from aggregator.config import Config
+from aggregator.publish import PublishInput, pack_events, publish
 from aggregator.records import EventRecord, Record
 from aggregator.runtime import publish_from_store
 from aggregator.store import SqlStore, open_store
@@ -165,3 +166,35 @@ def test_packed_events_give_the_same_files_and_validity_as_decoded_ones(
     assert "Health summit 2024" not in gamma
     assert "Farewell" not in merged
     assert packed_files["sources/beta.ics"].decode().count("BEGIN:VEVENT") == 1_000
+
+
+@pytest.mark.parametrize("handed_over", [True, False])
+def test_packed_events_handed_over_are_let_go_and_kept_ones_are_left_alone(
+    store: SqlStore, tmp_path: Path, handed_over: bool
+) -> None:
+    """Handed over, the compressed events are emptied once unpacked (a copy held 20 MB of the large
+    workload's calendars through them); not handed over, the caller's are untouched."""
+    config = _config(tmp_path, "direct", 0, 1)
+    packed = pack_events(
+        store.stream_events(since=NOW - timedelta(days=30)),
+        names={s.name for s in config.sources},
+        series=store.recurring_series(),
+        now=NOW,
+        past_days=30,
+    )
+    chunks = list(packed.chunks)
+    assert len(chunks) == 2  # 3,202 current events of configured sources, 2,000 to a pickle
+    data = PublishInput(
+        config=config,
+        news=[],
+        events=[],
+        states=[],
+        now=NOW,
+        base_url=BASE,
+        handed_over=handed_over,
+        packed_events=packed,
+    )
+    publish(tmp_path / "direct-feeds", data)
+    assert packed.chunks == ([] if handed_over else chunks)
+    calendar = (tmp_path / "direct-feeds" / "events.ics").read_text(encoding="utf-8")
+    assert calendar.count("BEGIN:VEVENT") == 3_202
