@@ -9,6 +9,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from aggregator import config as config_module
+from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline
 from aggregator.processes import parse_pool
@@ -55,22 +56,20 @@ def _serve(
         httpserver.expect_request(f"/news/{slug}").respond_with_handler(detail)
 
 
+def _listing_config(tmp_path: Path, url: str, defaults: str = "") -> Config:
+    """One listing source whose records take their summaries from up to five detail pages."""
+    (tmp_path / "sources.toml").write_text(
+        f'[defaults]\nallow_private = true\ntimezone = "Europe/Vienna"\n{defaults}\n'
+        f'[[source]]\nname = "regional-cluster"\nurl = "{url}"\ndetail_pages = 5\n',
+        encoding="utf-8",
+    )
+    return config_module.load(tmp_path / "sources.toml")
+
+
 def test_detail_pages_fill_summaries_and_are_asked_again_with_validators(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "sources.toml").write_text(
-        f"""[defaults]
-allow_private = true
-timezone = "Europe/Vienna"
-
-[[source]]
-name = "regional-cluster"
-url = "{httpserver.url_for("/news")}"
-detail_pages = 5
-""",
-        encoding="utf-8",
-    )
-    config = config_module.load(tmp_path / "sources.toml")
+    config = _listing_config(tmp_path, httpserver.url_for("/news"))
     store = open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     seen: list[tuple[str, str | None]] = []
 
@@ -119,20 +118,7 @@ def test_a_big_listings_records_go_back_to_the_daemon_for_their_detail_pages(
         httpserver.expect_request(f"/news/{slug}").respond_with_data(
             DETAIL.format(title=title, summary=summary), content_type="text/html"
         )
-    (tmp_path / "sources.toml").write_text(
-        f"""[defaults]
-allow_private = true
-timezone = "Europe/Vienna"
-data_dir = "data"
-
-[[source]]
-name = "regional-cluster"
-url = "{httpserver.url_for("/news")}"
-detail_pages = 5
-""",
-        encoding="utf-8",
-    )
-    config = config_module.load(tmp_path / "sources.toml")
+    config = _listing_config(tmp_path, httpserver.url_for("/news"), 'data_dir = "data"\n')
     config.data_dir.mkdir()
     store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
     pool = parse_pool(1)

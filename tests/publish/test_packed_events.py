@@ -41,41 +41,27 @@ def _config(tmp_path: Path, name: str, memory_mb: int, processes: int) -> Config
     return config_module.load(path)
 
 
+def _hourly(source: str, uid: str, title: str, first: datetime, count: int, minutes: tuple[int, int]) -> list[Record]:
+    """``count`` events an hour apart, each from ``minutes[0]`` to ``minutes[1]`` past its hour."""
+    return [
+        EventRecord(
+            uid=uid.format(n=n),
+            source=source,
+            title=title.format(n=n),
+            start=first + timedelta(hours=n, minutes=minutes[0]),
+            end=first + timedelta(hours=n, minutes=minutes[1]),
+            timezone="Europe/Vienna",
+        )
+        for n in range(count)
+    ]
+
+
 def _events() -> dict[str, list[Record]]:
     start = datetime(2026, 12, 1, 9, 30, tzinfo=VIENNA)  # the next to enter the 30 days: at 09:30 UTC
-    alpha: list[Record] = [
-        EventRecord(
-            uid=f"alpha-{n}@clusterfeeds",
-            source="alpha",
-            title=f"Hydrogen workshop {n}",
-            start=start + timedelta(hours=n),
-            end=start + timedelta(hours=n, minutes=90),
-            timezone="Europe/Vienna",
-        )
-        for n in range(2_300)
-    ]
-    beta: list[Record] = [
-        EventRecord(
-            uid=f"beta-{n}@clusterfeeds",
-            source="beta",
-            title=f"Textiles meetup {n}",
-            start=start + timedelta(hours=n, minutes=15),
-            end=start + timedelta(hours=n, minutes=45),
-            timezone="Europe/Vienna",
-        )
-        for n in range(900)
-    ]
-    beta += [  # beta announces 100 of alpha's workshops too: merged into alpha's, with also_from
-        EventRecord(
-            uid=f"copy-{n}@beta",
-            source="beta",
-            title=f"Hydrogen workshop {n}",
-            start=start + timedelta(hours=n),
-            end=start + timedelta(hours=n, minutes=90),
-            timezone="Europe/Vienna",
-        )
-        for n in range(100)
-    ]
+    alpha = _hourly("alpha", "alpha-{n}@clusterfeeds", "Hydrogen workshop {n}", start, 2_300, (0, 90))
+    beta = _hourly("beta", "beta-{n}@clusterfeeds", "Textiles meetup {n}", start, 900, (15, 45))
+    # beta announces 100 of alpha's workshops too: merged into alpha's, with also_from
+    beta += _hourly("beta", "copy-{n}@beta", "Hydrogen workshop {n}", start, 100, (0, 90))
     series_start = datetime(2024, 1, 9, 10, 0, tzinfo=VIENNA)
     gamma: list[Record] = [
         EventRecord(
