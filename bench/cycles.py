@@ -32,6 +32,7 @@ import os
 import resource
 import shutil
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -72,6 +73,69 @@ def pss_kb(pid: int | str) -> int:
     return 0
 
 
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+class TreeSampler:
+    """What this process and all of its descendants hold at once, sampled every ``interval`` seconds.
+
+    The per-process peaks of a line come from different moments and count one publishing
+    process (the largest child reaped): the publish's helper, forked beside it, is not in them,
+    nor a fresh parser process. This sums PSS (pages shared after a fork counted once) and RSS
+    over the whole tree at each sample and keeps the highest since the last ``take``. A spike
+    shorter than the interval can fall between two samples.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._peaks = (0, 0)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        pids = [os.getpid(), *_descendants(os.getpid())]
+        pss = sum(pss_kb(pid) for pid in pids)
+        rss = sum(proc_status_kb(pid, "VmRSS") for pid in pids)
+        with self._lock:
+            self._peaks = (max(self._peaks[0], pss), max(self._peaks[1], rss))
+
+    def take(self) -> tuple[float, float]:
+        """The highest (PSS, RSS) sums in MB since the last call."""
+        self.sample()
+        with self._lock:
+            (pss, rss), self._peaks = self._peaks, (0, 0)
+        return round(pss / 1024, 1), round(rss / 1024, 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+
 def settle_deletion() -> None:
     """Let the disk finish deleting what the step removed before the publish is timed.
 
@@ -94,6 +158,7 @@ class Driver:
         self.seed = seed
         self.fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
         self.executor = parse_pool(os.cpu_count() or 2)  # the daemon's pool (forkserver, memory given back)
+        self.sampler = TreeSampler()  # started by ``run``; ``line`` takes its peaks per step
         self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor, remember_states=True)
         self.sources = [s for s in config.sources if s.enabled]
         self.split: dict[str, Any] = {}  # the last step's parts: run_s, publish_s, fragments reused/rendered
@@ -169,6 +234,8 @@ class Driver:
             "workers_pss_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),  # with the forkserver
             # the largest child reaped so far: the isolated publisher (pool workers live to the end)
             "children_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            # the whole process tree at once, the highest sample during the step (``TreeSampler``)
+            **dict(zip(("tree_pss_peak_mb", "tree_rss_peak_mb"), self.sampler.take(), strict=True)),
         }
 
     def server_call(self, method: str, path: str) -> dict[str, Any]:
@@ -236,11 +303,13 @@ async def run(config: Config, plan: list[str], server: str | None, seed: int, is
     store = open_configured_store(config)
     driver = Driver(config, store, server, seed, isolated)
     releaser = asyncio.create_task(release_free_memory_every())  # as the daemon does
+    driver.sampler.start()
     try:
         for step in plan:
             for line in await driver.step(step):
                 print(json.dumps(line), flush=True)
     finally:
+        driver.sampler.stop()
         releaser.cancel()
         await driver.close()
         store.close()

@@ -400,13 +400,17 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "peak_rss_main_mb": max(line["peak_mb"] for line in all_lines),
                 "peak_rss_publisher_mb": max(line.get("children_peak_mb", 0.0) for line in all_lines),
                 "pss_main_and_workers_max_mb": max(line.get("pss_total_mb", 0.0) for line in all_lines),
-                # an upper bound: the main process's, the pool workers' and the publisher's peaks added
+                # The main process's, the pool's and the largest publishing process's peaks added: taken at
+                # different moments, and without the publish's helper or a fresh parser process.
                 "peak_rss_all_processes_mb": round(
                     max(line["peak_mb"] for line in all_lines)
                     + max(line.get("workers_pss_mb", 0.0) for line in all_lines)
                     + max(line.get("children_peak_mb", 0.0) for line in all_lines),
                     1,
                 ),
+                # What the whole process tree held at once, sampled twice a second (``cycles.TreeSampler``).
+                "peak_pss_process_tree_mb": max(line.get("tree_pss_peak_mb", 0.0) for line in all_lines),
+                "peak_rss_process_tree_mb": max(line.get("tree_rss_peak_mb", 0.0) for line in all_lines),
                 "database_mb": round(dir_size(run_dir / "data") / 1e6, 1),
                 "feeds_mb": round(feeds_mb, 1),
                 "files_written": steps["publish-forced"]["written"],
