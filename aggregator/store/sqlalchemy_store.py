@@ -145,8 +145,22 @@ def _stored_event(row: Any, times: _Times) -> StoredEvent:
 
 
 def _current_events(since: datetime) -> Any:
-    """Events ending (or starting, if open-ended) at or after ``since``, and every recurring one."""
-    return or_(records.c.ends_at >= since, records.c.recurring.is_(True))
+    """Events ending (or starting, if open-ended) at or after ``since``, every recurring one, and every
+    override of a stored series: the series' rule would otherwise show an old moved instance unmoved.
+
+    An override's key is its series' UID, ``#`` and its RECURRENCE-ID; only such keys are looked up.
+    """
+    series = records.alias("series")
+    override_of_a_series = and_(
+        records.c.key.like("%#%"),
+        exists().where(
+            series.c.source == records.c.source,
+            series.c.kind == RecordKind.EVENT.value,
+            series.c.recurring.is_(True),
+            func.substr(records.c.key, 1, func.length(series.c.key) + 1) == series.c.key + "#",
+        ),
+    )
+    return or_(records.c.ends_at >= since, records.c.recurring.is_(True), override_of_a_series)
 
 
 _EVENT_ORDER = (records.c.sort_at, records.c.source, records.c.key)

@@ -73,7 +73,7 @@ def _events() -> dict[str, list[Record]]:
             timezone="Europe/Vienna",
             rrule="FREQ=WEEKLY;BYDAY=TU",
         ),
-        EventRecord(  # an override from 2024, out of the window: not read (the series' RRULE is)
+        EventRecord(  # an override from 2024, out of the window: kept with its series (else the RRULE shows it unmoved)
             uid="jour-fixe@gamma",
             source="gamma",
             title="Jour fixe (moved to Wednesday)",
@@ -129,7 +129,7 @@ def test_packed_events_give_the_same_files_and_validity_as_decoded_ones(
     store: SqlStore, tmp_path: Path, processes: int
 ) -> None:
     since = NOW - timedelta(days=30)
-    assert store.count_events(since=since) == 3_303  # the 2024 one-off and override are not read at all
+    assert store.count_events(since=since) == 3_304  # the 2024 one-off is not read at all
     assert all(e.match is None for e in store.events(since=since))  # no publish has given them keys yet
 
     packed = publish_from_store(_config(tmp_path, "packed", 0, processes), store, now=NOW, base_url=BASE)
@@ -145,10 +145,13 @@ def test_packed_events_give_the_same_files_and_validity_as_decoded_ones(
     # leaves (at 12:00) and before the next workshop enters the index's 30 days (at 09:30).
     assert packed.valid_until == decoded.valid_until == datetime(2026, 11, 26, 9, 10, tzinfo=UTC)
     merged = packed_files["events.ics"].decode()
-    assert merged.count("BEGIN:VEVENT") == 2_300 + 900 + 2  # alpha's, beta's own, gamma's series and webinar
+    # alpha's, beta's own, gamma's series, its override and the webinar
+    assert merged.count("BEGIN:VEVENT") == 2_300 + 900 + 3
     gamma = packed_files["sources/gamma.ics"].decode()
-    assert gamma.count("BEGIN:VEVENT") == 2
+    assert gamma.count("BEGIN:VEVENT") == 3
     assert "RRULE:FREQ=WEEKLY;BYDAY=TU" in gamma
+    assert "SUMMARY:Jour fixe (moved to Wednesday)" in gamma
+    assert "RECURRENCE-ID;TZID=Europe/Vienna:20240116T100000" in gamma
     assert "Health summit 2024" not in gamma
     assert "Farewell" not in merged
     assert packed_files["sources/beta.ics"].decode().count("BEGIN:VEVENT") == 1_000
@@ -169,7 +172,7 @@ def test_packed_events_handed_over_are_let_go_and_kept_ones_are_left_alone(
         past_days=30,
     )
     chunks = list(packed.chunks)
-    assert len(chunks) == 2  # 3,202 current events of configured sources, 2,000 to a pickle
+    assert len(chunks) == 2  # 3,203 current events of configured sources, 2,000 to a pickle
     data = PublishInput(
         config=config,
         news=[],
@@ -183,4 +186,4 @@ def test_packed_events_handed_over_are_let_go_and_kept_ones_are_left_alone(
     publish(tmp_path / "direct-feeds", data)
     assert packed.chunks == ([] if handed_over else chunks)
     calendar = (tmp_path / "direct-feeds" / "events.ics").read_text(encoding="utf-8")
-    assert calendar.count("BEGIN:VEVENT") == 3_202
+    assert calendar.count("BEGIN:VEVENT") == 3_203

@@ -625,20 +625,33 @@ def test_events_stream_in_the_order_they_are_read_counted_and_with_their_series(
         recurrence_id=start + timedelta(days=7),
     )
     old = event("summit-2024@plastics", "Summit 2024", datetime(2024, 5, 2, 9, 0, tzinfo=VIENNA))
+    long_moved = event(  # an override two years old: read with its series, or the RRULE shows it unmoved
+        "jour-fixe@plastics",
+        "Jour fixe (moved long ago)",
+        start - timedelta(days=700),
+        start - timedelta(days=700, hours=-1),
+        recurrence_id=start - timedelta(days=701),
+    )
+    stray = event(  # an old override whose series is not stored: not read
+        "gone@plastics",
+        "Gone",
+        start - timedelta(days=700),
+        recurrence_id=start - timedelta(days=701),
+    )
     others = [
         event(f"e{n}@plastics", f"Workshop {n}", start - timedelta(hours=n), start - timedelta(hours=n - 1))
         for n in range(5)
     ]
-    store.upsert("plastics-cluster", [series, moved, old, *others], now=NOW)
+    store.upsert("plastics-cluster", [series, moved, old, long_moved, stray, *others], now=NOW)
     store.upsert("silicon-saxony", [event("s@saxony", "Chip day", start, source="silicon-saxony")], now=NOW)
     since = datetime(2026, 11, 1, tzinfo=UTC)
 
     streamed = list(store.stream_events(since=since))
     assert streamed == store.events(since=since)
     assert [(e.record.source, e.record.key) for e in streamed][:3] == [
+        ("plastics-cluster", "jour-fixe@plastics#2024-12-30T09:00:00+01:00"),  # moved long ago, kept
         ("plastics-cluster", "e4@plastics"),
         ("plastics-cluster", "e3@plastics"),
-        ("plastics-cluster", "e2@plastics"),
     ]
-    assert store.count_events(since=since) == len(streamed) == 8
+    assert store.count_events(since=since) == len(streamed) == 9
     assert store.recurring_series() == {("plastics-cluster", "jour-fixe@plastics")}
