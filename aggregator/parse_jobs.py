@@ -1,7 +1,6 @@
 """The parse stage's jobs as they run in the parse processes (pool workers, fresh children).
 
-Top-level functions, so that a process pool can pickle them; the store is imported only by a
-process that stores.
+Top-level functions, so that a process pool can pickle them.
 """
 
 from __future__ import annotations
@@ -9,15 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aggregator.config import SourceConfig
 from aggregator.parse import parse_document
 from aggregator.processes import note_job_done
 from aggregator.records import ParseResult, Problem
-
-if TYPE_CHECKING:
-    from aggregator.store.base import UpsertSummary
+from aggregator.store import UpsertSummary, open_store
 
 __all__ = ["StoredByParser", "parse_and_store", "parse_job", "parse_spooled"]
 
@@ -62,8 +58,6 @@ def parse_and_store(
     parsed = parse_spooled(path, source, url, content_type, fetched_at)
     if not parsed.records or (parsed.detail_links and source.max_detail_pages > 0):
         return parsed
-    from aggregator.store import open_store  # here only: the forkserver stays without the SQL toolkit
-
     store = open_store(store_location)
     try:
         summary = store.upsert(source.name, parsed.records, now=fetched_at)

@@ -267,11 +267,13 @@ class Pipeline:
         """``_parse``, except that a big body's records are stored by the process that parsed them
         (``parse_and_store``), when the store can be opened there: the daemon never holds them."""
         location = self.store.location()
-        if self._big(body) and location is not None:
-            done = await self._in_fresh_process(body, source, parse_and_store, source, url, content_type, now, location)
-            if done is not None:
-                return done
-        return await self._parse(body, source, url, content_type, now)
+        if not self._big(body) or location is None:
+            return await self._parse(body, source, url, content_type, now)
+        done = await self._in_fresh_process(body, source, parse_and_store, source, url, content_type, now, location)
+        if done is None:  # the body could not be spooled: not again, the pool's pipe takes it
+            parsed: ParseResult = await self._in_pool(parse_job, body, source, url, content_type, now)
+            return parsed
+        return done
 
     async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -161,14 +161,12 @@ def parse_pool(workers: int) -> ProcessPoolExecutor:
     """The daemon's parse workers: children of a forkserver (the daemon has threads that a fork
     would copy mid-flight), ended with it and giving back what big jobs leave (``init_parse_worker``).
 
-    The forkserver imports the parsers once and each worker is forked from it with them loaded:
-    importing them in every worker cost a first cycle 1-2 s of its two cores (medium), and the
-    pages of the imported code are shared instead of copied per worker.
+    The forkserver imports the pipeline once (with it the store, the date parser, lxml and the
+    sanitiser; the feed, calendar and page parsers load on first use) and each worker is forked
+    from it with those loaded: importing them in every worker cost a first cycle 1-2 s of its two
+    cores (medium).
     """
     return ProcessPoolExecutor(max_workers=workers, mp_context=_forkserver(), initializer=init_parse_worker)
-
-
-PRELOADED = ("aggregator.pipeline",)
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
@@ -177,7 +175,7 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     # after a medium first cycle (two rounds each, PSS of workers and forkserver): 142 MB; without the
     # HTTP client and SQL toolkit 149 MB (though 95 against 127 MB after 280 documents); with every
     # parser module added 154-156 MB.
-    context.set_forkserver_preload(list(PRELOADED))
+    context.set_forkserver_preload(["aggregator.pipeline"])
     return context
 
 
