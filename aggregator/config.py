@@ -105,6 +105,9 @@ class Defaults:
     publish_processes: int = 2  # processes rendering a publish (at most one per core and per format)
     # MB of one format's rendered items a publishing process holds; beyond, they wait in a temporary file.
     publish_memory_mb: int = 64
+    # A publish forks helpers only while the records they would copy (decoded) take at most this many
+    # MB; beyond, one process renders every format: slower, without a second copy of the records.
+    publish_copy_limit_mb: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,7 @@ _DEFAULT_KEYS = (
     "database_url",
     "publish_processes",
     "publish_memory_mb",
+    "publish_copy_limit_mb",
     "data_dir",
     "feeds_dir",
 )
@@ -292,6 +296,7 @@ def _read_defaults(scope: _Scope) -> Defaults:
         database_url=scope.converted("database_url", _database_url),
         publish_processes=_pick(scope.integer("publish_processes", minimum=1, maximum=4), base.publish_processes),
         publish_memory_mb=_pick(scope.integer("publish_memory_mb", minimum=0), base.publish_memory_mb),
+        publish_copy_limit_mb=_pick(scope.integer("publish_copy_limit_mb", minimum=0), base.publish_copy_limit_mb),
     )
 
 

@@ -32,7 +32,7 @@ from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.parse.detail import enrich_from_detail
 from aggregator.parse_jobs import StoredByParser, parse_and_store, parse_job, parse_spooled
-from aggregator.processes import parse_in_fresh_process
+from aggregator.processes import ParsePool, parse_in_fresh_process
 from aggregator.records import ParseResult, Problem, Record, SourceState, Strategy, Validators
 from aggregator.store.base import Store, UpsertSummary
 
@@ -213,7 +213,7 @@ class Pipeline:
         self._writer = _StateWriter(store)
         self._flight: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.bodies_spooled = 0  # bodies sent to the parse pool through a file (``_parse``)
-        if isinstance(executor, ProcessPoolExecutor):
+        if isinstance(executor, ProcessPoolExecutor | ParsePool):
             remove_abandoned_bodies(config.data_dir)
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -222,7 +222,7 @@ class Pipeline:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _big(self, body: bytes) -> bool:
-        return isinstance(self.executor, ProcessPoolExecutor) and len(body) >= SPOOL_BYTES
+        return isinstance(self.executor, ProcessPoolExecutor | ParsePool) and len(body) >= SPOOL_BYTES
 
     async def _in_fresh_process(
         self, body: bytes, source: SourceConfig, function: Callable[..., _Parsed], *args: object

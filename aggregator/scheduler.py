@@ -29,7 +29,7 @@ from aggregator.fetch import Fetcher
 from aggregator.logs import log_event
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline
-from aggregator.processes import parse_pool, release_free_memory_every
+from aggregator.processes import ParsePool, parse_pool, release_free_memory_every
 from aggregator.records import Validators
 from aggregator.runtime import (
     DataDirLock,
@@ -230,6 +230,10 @@ class Daemon:
             while self._running and loop.time() < hold_until:
                 await asyncio.wait(set(self._running), timeout=hold_until - loop.time())
             self._dirty.clear()
+            # The batch is parsed: its workers' memory goes back before the publish needs memory.
+            assert self.pipeline is not None
+            if isinstance(self.pipeline.executor, ParsePool):
+                self.pipeline.executor.release()
             await asyncio.to_thread(self._publish_now)
 
     def _publish_now(self) -> None:

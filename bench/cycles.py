@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,10 @@ class TreeSampler:
     shorter than the interval can fall between two samples.
     """
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.5, pool: Callable[[], list[int]] = list) -> None:
         self.interval = interval
-        self._peaks = (0, 0)
+        self.pool = pool  # the parse pool's processes now (its workers come and go: ``ParsePool.release``)
+        self._peaks = (0, 0, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -119,17 +121,20 @@ class TreeSampler:
 
     def sample(self) -> None:
         pids = [os.getpid(), *_descendants(os.getpid())]
-        pss = sum(pss_kb(pid) for pid in pids)
+        pss = {pid: pss_kb(pid) for pid in pids}
         rss = sum(proc_status_kb(pid, "VmRSS") for pid in pids)
+        pool = sum(pss.get(pid) or pss_kb(pid) for pid in self.pool())
         with self._lock:
-            self._peaks = (max(self._peaks[0], pss), max(self._peaks[1], rss))
+            high = self._peaks
+            self._peaks = (max(high[0], sum(pss.values())), max(high[1], rss), max(high[2], pool))
 
-    def take(self) -> tuple[float, float]:
-        """The highest (PSS, RSS) sums in MB since the last call."""
+    def take(self) -> tuple[float, float, float]:
+        """The highest sums in MB since the last call: the tree's PSS and RSS, and the pool's PSS."""
         self.sample()
         with self._lock:
-            (pss, rss), self._peaks = self._peaks, (0, 0)
-        return round(pss / 1024, 1), round(rss / 1024, 1)
+            peaks, self._peaks = self._peaks, (0, 0, 0)
+        pss, rss, pool = (round(kib / 1024, 1) for kib in peaks)
+        return pss, rss, pool
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -158,7 +163,7 @@ class Driver:
         self.seed = seed
         self.fetcher = Fetcher(config.defaults, user_agent=USER_AGENT)
         self.executor = parse_pool(os.cpu_count() or 2)  # the daemon's pool (forkserver, memory given back)
-        self.sampler = TreeSampler()  # started by ``run``; ``line`` takes its peaks per step
+        self.sampler = TreeSampler(pool=self.pool_pids)  # started by ``run``; ``line`` takes its peaks per step
         self.pipeline = Pipeline(config, store, self.fetcher, executor=self.executor, remember_states=True)
         self.sources = [s for s in config.sources if s.enabled]
         self.split: dict[str, Any] = {}  # the last step's parts: run_s, publish_s, fragments reused/rendered
@@ -182,6 +187,7 @@ class Driver:
 
         outcomes = await self.pipeline.run_all(self.sources, on_done=on_done)
         self.split["run_s"] = round(time.perf_counter() - started, 3)
+        self.executor.release()  # as the daemon does before it publishes a batch
         written = await self.publish() if publish else 0
         return outcomes, written
 
@@ -212,13 +218,17 @@ class Driver:
             raise SystemExit("mutate needs --server")
         return self.server_call("POST", f"/_mutate?fraction={fraction}&seed={self.seed}")
 
-    def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
-        workers = getattr(self.executor, "_processes", {}) or {}
-        # The forkserver the workers are forked from holds the parsers it preloaded: its share of
-        # those pages is the pool's memory too (PSS splits them between it and the workers).
+    def pool_pids(self) -> list[int]:
+        """The parse pool's workers alive now and the forkserver they are forked from: its share of the
+        pages it preloaded is the pool's memory too (PSS splits them between it and the workers)."""
         server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
-        pool = [*workers, *([server] if server else [])]
+        return [*self.executor.worker_pids(), *([server] if server else [])]
+
+    def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
+        workers = self.executor.worker_pids()
+        pool = self.pool_pids()
         split, self.split = self.split, {}
+        tree_pss, tree_rss, pool_peak = self.sampler.take()
         return {
             "step": step,
             "seconds": round(seconds, 3),
@@ -231,11 +241,14 @@ class Driver:
             "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
             "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
             "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *pool]) / 1024, 1),
-            "workers_pss_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),  # with the forkserver
+            # the pool's highest PSS during the step (workers and forkserver): its workers end before a publish
+            "workers_pss_mb": pool_peak,
+            "workers_pss_now_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),
             # the largest child reaped so far: the isolated publisher (pool workers live to the end)
             "children_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             # the whole process tree at once, the highest sample during the step (``TreeSampler``)
-            **dict(zip(("tree_pss_peak_mb", "tree_rss_peak_mb"), self.sampler.take(), strict=True)),
+            "tree_pss_peak_mb": tree_pss,
+            "tree_rss_peak_mb": tree_rss,
         }
 
     def server_call(self, method: str, path: str) -> dict[str, Any]:

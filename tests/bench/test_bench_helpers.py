@@ -89,30 +89,39 @@ def test_table_marks_each_target_met_or_missed() -> None:
 
 
 def test_the_tree_sampler_counts_a_child_while_it_lives_and_forgets_it_at_the_next_step() -> None:
-    """The whole tree at once: a child holding 60 MB is in the step's peak, and not in the next."""
+    """The whole tree at once: a child holding 60 MB is in the step's peak, and not in the next.
+
+    The child stands for the parse pool too (its workers end before a publish): the pool's peak
+    of a step is what it held while it lived.
+    """
     import subprocess
     import sys
     import time
 
-    sampler = _load("cycles").TreeSampler(interval=0.05)
+    pool: list[int] = []
+    sampler = _load("cycles").TreeSampler(interval=0.05, pool=lambda: list(pool))
     sampler.start()
     try:
-        before_pss, before_rss = sampler.take()
+        before_pss, before_rss, before_pool = sampler.take()
         child = subprocess.Popen(
             [sys.executable, "-c", "import sys, time; held = b'x' * 60_000_000; print(1, flush=True); time.sleep(2)"],
             stdout=subprocess.PIPE,
         )
         assert child.stdout is not None
         assert child.stdout.readline() == b"1\n"
+        pool.append(child.pid)
         time.sleep(0.3)  # a few samples while it holds them
-        during_pss, during_rss = sampler.take()
+        during_pss, during_rss, during_pool = sampler.take()
         child.wait()
         child.stdout.close()
         sampler.take()  # the rest of the child's life
         time.sleep(0.2)
-        after_pss, _ = sampler.take()
+        after_pss, _, after_pool = sampler.take()
     finally:
         sampler.stop()
     assert during_pss - before_pss > 55, (before_pss, during_pss)
     assert during_rss - before_rss > 55, (before_rss, during_rss)
     assert after_pss < during_pss - 55, (during_pss, after_pss)
+    assert before_pool == 0.0
+    assert during_pool > 55, during_pool
+    assert after_pool == 0.0  # its /proc entry is gone

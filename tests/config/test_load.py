@@ -47,6 +47,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
         database_url="postgresql://feeds@db.internal/clusterfeeds",
         publish_processes=1,
         publish_memory_mb=16,
+        publish_copy_limit_mb=250,
     )
     assert config.server == ServerSettings(host="0.0.0.0", port=8081, base_url="https://feeds.example.org/clusters/")
     assert config.sources == (
@@ -96,7 +97,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
             line=50,
         ),
     )
-    assert [source.line for source in config.sources] == [30, 43, 52]
+    assert [source.line for source in config.sources] == [31, 44, 53]
     assert config.source("clusterland-calendar") is config.sources[1]
     assert config.source("no-such-cluster") is None
 

@@ -7,11 +7,12 @@ for work from a daemon that no longer existed (seen as leftovers of the kill -9 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from processtree import descendants, running
+from processtree import children, descendants, running
 
 from .conftest import RSS, DaemonProcess, Site, fixture_bytes, free_port, sources_toml, wait_until
 
@@ -38,3 +39,32 @@ def test_the_parse_workers_end_when_their_daemon_is_killed(
     assert daemon.stop() == -signal.SIGKILL
 
     wait_until(lambda: not any(running(pid) for pid in below), f"processes {below} to end", limit=30)
+
+
+def _forkserver_of(daemon_pid: int) -> int:
+    """The daemon's parse forkserver: the child whose command line runs multiprocessing's forkserver."""
+    for pid in descendants(daemon_pid):
+        with contextlib.suppress(OSError):
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    raise AssertionError(f"no forkserver below {daemon_pid}")
+
+
+def test_the_parse_workers_end_once_their_batch_is_published(
+    site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Idle workers held 143 MB through a large publish; released, only the forkserver stays."""
+    blocks = ""
+    for number in range(4):
+        site.serve(f"/news-{number}.xml", NEWS, RSS)
+        blocks += f'[[source]]\nname = "cluster-{number}"\nurl = "{site.url(f"/news-{number}.xml")}"\n\n'
+    port = free_port()
+    (tmp_path / "sources.toml").write_text(sources_toml(port, blocks), encoding="utf-8")
+    daemon = daemons(tmp_path, port)
+    daemon.wait_ready()
+    daemon.wait_for_event("fetched", count=4)
+    daemon.wait_for_event("published", count=2)  # the start's publish, then the batch's
+    forkserver = _forkserver_of(daemon.process.pid)
+    wait_until(lambda: not [pid for pid in children(forkserver) if running(pid)], "the parse workers to end", limit=30)
+    assert running(forkserver)
+    assert (tmp_path / "feeds" / "sources" / "cluster-3.xml").is_file()

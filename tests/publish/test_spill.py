@@ -154,3 +154,21 @@ def test_without_a_place_for_the_spill_file_fragments_stay_in_memory_with_one_wa
         f"render cache {blocked / 'render-cache.sqlite3'}: no spill file ([Errno 17] File exists: '{blocked}'): "
         "fragments stay in memory"
     ]
+
+
+def test_records_past_the_copy_limit_are_published_by_one_process_with_the_same_bytes(
+    config: Config, store: SqlStore, tmp_path: Path
+) -> None:
+    """A forked helper holds its own copy of the records it touches: past ``publish_copy_limit_mb``, none."""
+    if not room_for_copies(1):
+        pytest.skip("not enough free memory for a second publishing process")
+    shared = _with(config, tmp_path, "shared", memory_mb=64, processes=2)
+    alone = _with(config, tmp_path, "alone", memory_mb=64, processes=2)
+    alone = dataclasses.replace(alone, defaults=dataclasses.replace(alone.defaults, publish_copy_limit_mb=0))
+
+    two, two_files = _forced(shared, store)
+    one, one_files = _forced(alone, store)
+
+    assert (two.processes, one.processes) == (2, 1)
+    assert len(one_files) == 30
+    assert one_files == two_files
