@@ -55,11 +55,17 @@ _T = TypeVar("_T")
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library, loaded once (the daemon asks for it every minute)."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
+    """The C library, loaded once (the daemon asks for it every minute).
+
+    By its usual name first: ``find_library`` runs ``ldconfig`` in a child process, a fork of
+    this one (in a large publishing process, of 380 MB, at its first release of memory).
+    """
+    for name in ("libc.so.6", None):
+        try:
+            return ctypes.CDLL(name or ctypes.util.find_library("c"), use_errno=True)
+        except OSError:
+            continue
+    return None
 
 
 def limit_malloc_arenas() -> bool:

@@ -47,7 +47,7 @@ from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.fragments import CACHE_FILE
 from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
-from aggregator.processes import limit_malloc_arenas, parse_pool, release_free_memory_every
+from aggregator.processes import limit_malloc_arenas, parse_pool, release_free_memory, release_free_memory_every
 from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
 
@@ -189,6 +189,7 @@ class Driver:
         self.split["run_s"] = round(time.perf_counter() - started, 3)
         self.executor.release()  # as the daemon does before it publishes a batch
         written = await self.publish() if publish else 0
+        await asyncio.to_thread(release_free_memory)  # as the daemon does after a batch's publish
         return outcomes, written
 
     async def publish(self) -> int:
