@@ -7,11 +7,13 @@ ending from /proc.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
+from processtree import descendants, running
 
 from aggregator.processes import parse_pool
 
@@ -57,5 +59,33 @@ def test_a_pool_broken_by_a_killed_worker_is_replaced_at_the_next_job() -> None:
             doomed.result()
         assert pool.submit(sum, [1, 2, 3]).result() == 6
         assert pool.started == 2
+    finally:
+        pool.shutdown()
+
+
+def test_a_year_of_batches_leaves_no_descriptor_thread_or_worker_behind() -> None:
+    """A daemon releases its pool at every batch: 30 batches must cost nothing that stays."""
+
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    pool = parse_pool(2)
+    try:
+        pool.submit(os.getpid).result()  # the forkserver and its pipes exist from here on
+        pool.release()
+        time.sleep(0.5)
+        before = (descriptors(), threading.active_count())
+        workers: set[int] = set()
+        for _ in range(30):
+            workers |= {future.result() for future in [pool.submit(os.getpid) for _ in range(4)]}
+            pool.release()
+        assert all(_gone(pid) for pid in workers)
+        deadline = time.monotonic() + 10
+        while (descriptors(), threading.active_count()) != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (descriptors(), threading.active_count()) == before
+        assert pool.started == 31
+        assert len(workers) >= 30  # new workers every batch
+        assert not [pid for pid in descendants(os.getpid()) if pid in workers and running(pid)]
     finally:
         pool.shutdown()
