@@ -146,3 +146,40 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     first.observe_fetch("eccp-news", "ok", 0.1, 1)
     assert source_samples(second, "eccp-news") == {}
     assert first.registry is not second.registry
+
+
+def test_a_duration_on_a_bucket_bound_counts_in_that_bucket_and_a_long_one_only_in_inf() -> None:
+    metrics = Metrics()
+    metrics.observe_fetch("eccp-news", "ok", 0.25, 1)  # le="0.25" is inclusive
+    metrics.observe_fetch("eccp-news", "timeout", 75.0, 0)  # past the last bound
+    buckets = {
+        dict(labels)["le"]: value
+        for (name, labels), value in samples(metrics).items()
+        if name == "fetch_duration_seconds_bucket"
+    }
+    assert (buckets["0.1"], buckets["0.25"], buckets["60.0"], buckets["+Inf"]) == (0.0, 1.0, 1.0, 2.0)
+
+
+def test_ten_thousand_sources_series_are_all_scraped_and_stay_small() -> None:
+    """The large workload's 10,000 sources: every series parses back, and they take a few MB, not 78."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        metrics = Metrics()
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(10_000):
+            name = f"cluster-{number:05d}"
+            metrics.observe_fetch(name, "ok", 0.2, 1000)
+            metrics.observe_fetch(name, "not_modified", 0.1, 0)
+            metrics.set_source(name, number % 50, datetime(2026, 11, 26, tzinfo=UTC), 0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 12 << 20, f"{held / 2**20:.1f} MB for 10,000 sources"
+    values = samples(metrics)
+    fetches = [k for k in values if k[0] == "fetches_total"]
+    assert len(fetches) == 20_000
+    assert values[("source_items", (("source", "cluster-09999"),))] == 49.0
+    assert values[("fetch_duration_seconds_bucket", (("le", "0.25"), ("source", "cluster-04321")))] == 2.0
+    assert sum(1 for k in values if k[0] == "source_last_success_timestamp") == 10_000
