@@ -258,7 +258,18 @@ class Pipeline:
             from_file = await self._in_fresh_process(body, source, parse_spooled, source, url, content_type, now)
             if from_file is not None:
                 return from_file
-        parsed: ParseResult = await self._in_pool(parse_job, body, source, url, content_type, now)
+        return await self._parse_in_pool(body, source, url, content_type, now)
+
+    async def _parse_in_pool(
+        self, body: bytes, source: SourceConfig, url: str, content_type: str | None, now: datetime
+    ) -> ParseResult:
+        try:
+            parsed: ParseResult = await self._in_pool(parse_job, body, source, url, content_type, now)
+        except BrokenProcessPool:  # its worker killed (out of memory?) or crashed: this source fails, the
+            # run goes on, and the pool is replaced at its next job (``ParsePool``)
+            raise ParseError(
+                source.name, f"the parser process ended abruptly on this {len(body):,}-byte document"
+            ) from None
         return parsed
 
     async def _parse_or_store(
@@ -271,8 +282,7 @@ class Pipeline:
             return await self._parse(body, source, url, content_type, now)
         done = await self._in_fresh_process(body, source, parse_and_store, source, url, content_type, now, location)
         if done is None:  # the body could not be spooled: not again, the pool's pipe takes it
-            parsed: ParseResult = await self._in_pool(parse_job, body, source, url, content_type, now)
-            return parsed
+            return await self._parse_in_pool(body, source, url, content_type, now)
         return done
 
     async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -442,7 +452,12 @@ class Pipeline:
                 body, base = page.body, page.final_url
                 self.detail_cache.put(link, CachedPage(base, body, page.validators))
             i = index[key]
-            records[i] = await self._in_pool(_enrich, records[i], body, source, base, now)
+            try:
+                records[i] = await self._in_pool(_enrich, records[i], body, source, base, now)
+            except BrokenProcessPool:  # as a detail page that failed to load: the record stays as listed
+                log_event(
+                    log, logging.INFO, "detail-failed", source=source.name, url=link, error="parser process ended"
+                )
 
         await asyncio.gather(*(enrich(k, u) for k, u in wanted))
         return records

@@ -283,3 +283,124 @@ def test_a_big_documents_records_are_stored_by_the_process_that_parsed_them(
     assert first_item.record.published == datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
     assert store.state("circular-plastics").body_hash is not None
     store.close()
+
+
+def test_a_parse_worker_killed_between_batches_costs_no_later_source(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """A pool whose worker the kernel killed was broken for good: every later source failed to parse."""
+    version = {"items": 3}
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    for name in ("plastics-cluster", "silicon-saxony"):
+        httpserver.expect_request(f"/{name}.xml").respond_with_handler(
+            lambda request, name=name: Response(_feed(name, version["items"], 1), content_type="application/rss+xml")
+        )
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[defaults]\nallow_private = true\ndata_dir = "data"\n'
+        + "".join(
+            f'[[source]]\nname = "{name}"\nurl = "{httpserver.url_for(f"/{name}.xml")}"\nkind = "feed"\n'
+            for name in ("plastics-cluster", "silicon-saxony")
+        ),
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    config.data_dir.mkdir()
+    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    pool = parse_pool(1)
+    try:
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+
+        async def batches() -> tuple[list[Outcome], list[Outcome]]:
+            try:
+                first = [o.outcome for o in await pipeline.run_all(config.sources)]
+                [worker] = pool.worker_pids()
+                os.kill(worker, signal.SIGKILL)  # as the OOM killer would, while the pool waits for work
+                while Path(f"/proc/{worker}").exists() and _state(worker) != "Z":
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # the pool's manager thread sees the worker gone
+                version["items"] = 5
+                second = [o.outcome for o in await pipeline.run_all(config.sources)]
+                return first, second
+            finally:
+                await pipeline.fetcher.aclose()
+
+        first, second = asyncio.run(batches())
+    finally:
+        pool.shutdown()
+    assert first == [Outcome.CHANGED, Outcome.CHANGED]
+    assert second == [Outcome.CHANGED, Outcome.CHANGED]
+    assert pool.started == 2
+    assert [n.record.title for n in store.news(source="silicon-saxony")] == [
+        f"silicon-saxony: news {i}" for i in range(5)
+    ]
+    store.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_parse_worker_killed_mid_parse_fails_its_source_with_a_clear_error(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Below the size of a process of its own, a document is parsed by a pool worker: killed while it
+    parses, that source fails and says so, and the next source parses in a new worker."""
+    doomed = _feed("biocluster-nrw", 1_200, 8)
+    assert len(doomed) < SPOOL_BYTES
+    config = _two_sources(httpserver, tmp_path, "biocluster-nrw", doomed)
+    config.data_dir.mkdir()
+    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    pool = parse_pool(1)
+    killed: list[int] = []
+    try:
+        worker = pool.submit(os.getpid).result()
+        idle = _cpu_ticks(worker)
+        pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
+        stop = threading.Event()
+
+        def kill_the_worker_once_it_parses() -> None:
+            while not stop.is_set():
+                if _cpu_ticks(worker) > idle:
+                    os.kill(worker, signal.SIGKILL)
+                    killed.append(worker)
+                    return
+                time.sleep(0.001)
+
+        killer = threading.Thread(target=kill_the_worker_once_it_parses)
+        killer.start()
+
+        async def run(sources: list[str]) -> list[SourceOutcome]:
+            return await pipeline.run_all([s for s in config.sources if s.name in sources])
+
+        async def both() -> tuple[list[SourceOutcome], list[SourceOutcome]]:
+            try:
+                first = await run(["biocluster-nrw"])
+                return first, await run(["silicon-saxony"])
+            finally:
+                await pipeline.fetcher.aclose()
+
+        try:
+            first, second = asyncio.run(both())
+        finally:
+            stop.set()
+            killer.join()
+    finally:
+        pool.shutdown()
+    assert killed == [worker]
+    assert [(o.source, o.outcome) for o in first + second] == [
+        ("biocluster-nrw", Outcome.FAILED),
+        ("silicon-saxony", Outcome.CHANGED),
+    ]
+    assert first[0].error is not None
+    assert f"the parser process ended abruptly on this {len(doomed):,}-byte document" in first[0].error
+    assert store.news(source="biocluster-nrw") == []
+    assert len(store.news(source="silicon-saxony")) == 3
+    assert pool.started == 2
+    store.close()
