@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aggregator.serve import STREAMED_FROM_BYTES
+
 IDENTITY = {"Accept-Encoding": "identity"}
 LAST_MODIFIED = "Thu, 26 Nov 2026 11:30:00 GMT"
 
@@ -225,3 +227,65 @@ def test_httpx_default_client_decodes_gzip_to_the_file(served: Any) -> None:
     response = httpx.get(served.base_url + "/news.xml", timeout=10.0, verify=False)
     assert response.headers["content-encoding"] == "gzip"
     assert response.content == (served.feeds / "news.xml").read_bytes()
+
+
+def _big_calendar(path: Path, marker: str) -> bytes:
+    """A calendar past ``STREAMED_FROM_BYTES``: what a European platform's merged events.ics grows to."""
+    event = (
+        "BEGIN:VEVENT\r\nUID:{n}-{marker}@clusters.example.eu\r\nDTSTAMP:20261126T113000Z\r\n"
+        "DTSTART;TZID=Europe/Vienna:20270115T090000\r\nSUMMARY:Cluster matchmaking {n}: hydrogen valleys\r\n"
+        "LOCATION:Linz\\, Design Center\r\nEND:VEVENT\r\n"
+    )
+    body = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//clusterfeeds//EN\r\n"
+    body += "".join(event.format(n=n, marker=marker) for n in range(STREAMED_FROM_BYTES // 200 + 1))
+    data = (body + "END:VCALENDAR\r\n").encode()
+    assert len(data) > STREAMED_FROM_BYTES
+    path.write_bytes(data)
+    return data
+
+
+def test_a_big_file_is_served_whole_in_both_variants_and_only_its_gzip_is_kept(served: Any) -> None:
+    path = served.feeds / "events.ics"
+    data = _big_calendar(path, "first")
+    with served.client() as client:
+        with client.stream("GET", "/events.ics", headers={"Accept-Encoding": "gzip"}) as packed:
+            raw = b"".join(packed.iter_raw())
+        plain = client.get("/events.ics", headers=IDENTITY)
+        head = client.head("/events.ics", headers=IDENTITY)
+        again = client.get("/events.ics", headers={**IDENTITY, "If-None-Match": plain.headers["etag"]})
+    assert gzip.decompress(raw) == data
+    assert packed.headers["content-length"] == str(len(raw))
+    assert packed.headers["etag"] == "W/" + strong_etag(path)
+    assert plain.status_code == 200
+    assert plain.content == data
+    assert plain.headers["content-length"] == str(len(data))
+    assert plain.headers["etag"] == strong_etag(path)
+    assert "content-encoding" not in plain.headers
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(data)))
+    assert again.status_code == 304
+    # Only the gzip variant is kept: bytes changed in place (same inode, size and mtime, which no
+    # publish does) reach an identity client at once, and a gzip client only with a new version.
+    stamp = path.stat()
+    with path.open("r+b") as f:
+        f.write(b"BEGIN:VCALENDAR\r\nVERSION:2.1")
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    with served.client() as client:
+        plain_now = client.get("/events.ics", headers=IDENTITY).content
+        packed_now = client.get("/events.ics", headers={"Accept-Encoding": "gzip"}).content
+    assert plain_now.startswith(b"BEGIN:VCALENDAR\r\nVERSION:2.1")
+    assert packed_now == data
+
+
+def test_a_big_file_replaced_is_served_in_its_new_version(served: Any) -> None:
+    path = served.feeds / "events.ics"
+    _big_calendar(path, "first")
+    with served.client() as client:
+        first = client.get("/events.ics", headers=IDENTITY)
+        replacement = path.with_name("events.ics.tmp")
+        data = _big_calendar(replacement, "second")
+        os.replace(replacement, path)
+        second = client.get("/events.ics", headers={**IDENTITY, "If-None-Match": first.headers["etag"]})
+    assert second.status_code == 200
+    assert second.content == data
+    assert b"0-second@clusters.example.eu" in second.content
+    assert second.headers["etag"] == strong_etag(path) != first.headers["etag"]
