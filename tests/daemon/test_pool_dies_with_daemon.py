@@ -19,9 +19,8 @@ from .conftest import RSS, DaemonProcess, Site, fixture_bytes, free_port, source
 NEWS = fixture_bytes("vienna_news.xml")
 
 
-def test_the_parse_workers_end_when_their_daemon_is_killed(
-    site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
-) -> None:
+def _daemon_with_four_sources(site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """A daemon whose four feeds have been fetched (and parsed in its pool)."""
     blocks = ""
     for number in range(4):
         site.serve(f"/news-{number}.xml", NEWS, RSS)
@@ -30,7 +29,14 @@ def test_the_parse_workers_end_when_their_daemon_is_killed(
     (tmp_path / "sources.toml").write_text(sources_toml(port, blocks), encoding="utf-8")
     daemon = daemons(tmp_path, port)
     daemon.wait_ready()
-    daemon.wait_for_event("fetched", count=4)  # parsed in the pool: its forkserver and workers exist
+    daemon.wait_for_event("fetched", count=4)
+    return daemon
+
+
+def test_the_parse_workers_end_when_their_daemon_is_killed(
+    site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    daemon = _daemon_with_four_sources(site, tmp_path, daemons)  # parsed in the pool: forkserver and workers exist
     below = descendants(daemon.process.pid)
     assert len(below) >= 2, below  # the forkserver and at least one worker
     assert all(running(pid) for pid in below)
@@ -54,15 +60,7 @@ def test_the_parse_workers_end_once_their_batch_is_published(
     site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
     """Idle workers held 143 MB through a large publish; released, only the forkserver stays."""
-    blocks = ""
-    for number in range(4):
-        site.serve(f"/news-{number}.xml", NEWS, RSS)
-        blocks += f'[[source]]\nname = "cluster-{number}"\nurl = "{site.url(f"/news-{number}.xml")}"\n\n'
-    port = free_port()
-    (tmp_path / "sources.toml").write_text(sources_toml(port, blocks), encoding="utf-8")
-    daemon = daemons(tmp_path, port)
-    daemon.wait_ready()
-    daemon.wait_for_event("fetched", count=4)
+    daemon = _daemon_with_four_sources(site, tmp_path, daemons)
     daemon.wait_for_event("published", count=2)  # the start's publish, then the batch's
     forkserver = _forkserver_of(daemon.process.pid)
     wait_until(lambda: not [pid for pid in children(forkserver) if running(pid)], "the parse workers to end", limit=30)

@@ -23,7 +23,7 @@ from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.pipeline import SPOOL_BYTES, Outcome, Pipeline, SourceOutcome
 from aggregator.processes import parse_pool
-from aggregator.store import UpsertSummary, open_store
+from aggregator.store import Store, UpsertSummary, open_store
 
 ITEMS = 2_000
 
@@ -57,6 +57,12 @@ def _two_sources(httpserver: HTTPServer, tmp_path: Path, name: str, big: bytes, 
         encoding="utf-8",
     )
     return config_module.load(path)
+
+
+def _new_store(config: Config) -> Store:
+    """A fresh SQLite store in the configuration's (new) data directory."""
+    config.data_dir.mkdir()
+    return open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
 
 
 def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPServer, tmp_path: Path) -> None:
@@ -137,8 +143,7 @@ def test_a_big_body_is_parsed_by_a_process_that_ends_and_the_pool_worker_never_h
         encoding="utf-8",
     )
     config = config_module.load(path)
-    config.data_dir.mkdir()
-    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    store = _new_store(config)
     pool = parse_pool(1)
     try:
         worker = pool.submit(os.getpid).result()
@@ -175,8 +180,7 @@ def test_a_parser_process_killed_mid_parse_fails_its_source_only(httpserver: HTT
     fails with a clear error, the others and the pool go on."""
     big = _feed("biocluster-nrw", 30_000, 8)
     config = _two_sources(httpserver, tmp_path, "biocluster-nrw", big, "max_bytes = 134217728\n")
-    config.data_dir.mkdir()
-    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    store = _new_store(config)
     pool = parse_pool(1)
     killed: list[int] = []
     try:
@@ -303,8 +307,7 @@ def test_a_parse_worker_killed_between_batches_costs_no_later_source(httpserver:
         encoding="utf-8",
     )
     config = config_module.load(path)
-    config.data_dir.mkdir()
-    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    store = _new_store(config)
     pool = parse_pool(1)
     try:
         pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
@@ -355,8 +358,7 @@ def test_a_parse_worker_killed_mid_parse_fails_its_source_with_a_clear_error(
     doomed = _feed("biocluster-nrw", 1_200, 8)
     assert len(doomed) < SPOOL_BYTES
     config = _two_sources(httpserver, tmp_path, "biocluster-nrw", doomed)
-    config.data_dir.mkdir()
-    store = open_store(f"sqlite:///{config.data_dir / 'db.sqlite3'}")
+    store = _new_store(config)
     pool = parse_pool(1)
     killed: list[int] = []
     try:
