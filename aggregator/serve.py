@@ -7,7 +7,7 @@ content-hash ETag, a weak one for the gzip variant (RFC 9110 §8.8.1), and
 refusal of hidden, temporary and escaping paths, which StaticFiles does not
 all provide. Representations are cached by (inode, mtime, size), so a
 conditional GET costs one ``stat`` and publish's atomic ``os.replace`` is seen
-at once.
+at once. A big file (``STREAMED_FROM_BYTES``) keeps only its gzip variant in memory.
 """
 
 from __future__ import annotations
