@@ -268,6 +268,9 @@ class Daemon:
             unchanged=report.unchanged,
             duration=round(duration, 3),
             read_ahead=report.read_ahead,
+            # One past publish_copy_limit_mb; packed: the events were kept compressed (publish_memory_mb).
+            processes=report.processes,
+            events_packed=report.events_packed,
         )
 
     # ---- configuration reload --------------------------------------------------------------

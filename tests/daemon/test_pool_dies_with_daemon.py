@@ -61,7 +61,10 @@ def test_the_parse_workers_end_once_their_batch_is_published(
 ) -> None:
     """Idle workers held 143 MB through a large publish; released, only the forkserver stays."""
     daemon = _daemon_with_four_sources(site, tmp_path, daemons)
-    daemon.wait_for_event("published", count=2)  # the start's publish, then the batch's
+    published = daemon.wait_for_event("published", count=2)  # the start's publish, then the batch's
+    assert published[1]["written"] > 0
+    assert published[1]["processes"] in (1, 2)  # 2 where the machine has two cores and room for a copy
+    assert published[1]["events_packed"] is False  # a few events: decoded, not packed
     forkserver = _forkserver_of(daemon.process.pid)
     wait_until(lambda: not [pid for pid in children(forkserver) if running(pid)], "the parse workers to end", limit=30)
     assert running(forkserver)
