@@ -350,6 +350,17 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+def _settled_ticks(pid: int) -> int:
+    """The CPU ticks of ``pid`` once they stay the same for 0.3 s (an idle process)."""
+    ticks = _cpu_ticks(pid)
+    while True:
+        time.sleep(0.3)
+        now = _cpu_ticks(pid)
+        if now == ticks:
+            return ticks
+        ticks = now
+
+
 def test_a_parse_worker_killed_mid_parse_fails_its_source_with_a_clear_error(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
@@ -363,7 +374,7 @@ def test_a_parse_worker_killed_mid_parse_fails_its_source_with_a_clear_error(
     killed: list[int] = []
     try:
         worker = pool.submit(os.getpid).result()
-        idle = _cpu_ticks(worker)
+        idle = _settled_ticks(worker)  # after its start-up (the initializer's thread reads its size once)
         pipeline = Pipeline(config, store, Fetcher(config.defaults), executor=pool)
         stop = threading.Event()
 
