@@ -213,7 +213,7 @@ class Pipeline:
         self._writer = _StateWriter(store)
         self._flight: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.bodies_spooled = 0  # bodies sent to the parse pool through a file (``_parse``)
-        if isinstance(executor, ProcessPoolExecutor | ParsePool):
+        if self._parses_in_processes():
             remove_abandoned_bodies(config.data_dir)
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -221,8 +221,12 @@ class Pipeline:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    def _parses_in_processes(self) -> bool:
+        """Parsing happens in other processes (the daemon's pool), which share the data directory's body files."""
+        return isinstance(self.executor, ProcessPoolExecutor | ParsePool)
+
     def _big(self, body: bytes) -> bool:
-        return isinstance(self.executor, ProcessPoolExecutor | ParsePool) and len(body) >= SPOOL_BYTES
+        return self._parses_in_processes() and len(body) >= SPOOL_BYTES
 
     async def _in_fresh_process(
         self, body: bytes, source: SourceConfig, function: Callable[..., _Parsed], *args: object

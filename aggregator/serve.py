@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import json
 import logging
@@ -23,13 +22,14 @@ import re
 import stat
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from enum import Enum
+from functools import partial
 from pathlib import Path, PurePath
-from typing import BinaryIO, Final
+from typing import Final
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -310,14 +310,18 @@ def _open_version(rep: _Representation) -> int | None:
     return fd
 
 
-def _digest_and_gzip(f: BinaryIO) -> tuple[str, bytes]:
-    """A big file's strong ETag and gzip variant, read a chunk at a time (never held whole)."""
+def _etag_and_gzip(chunks: Iterable[bytes], size: int) -> tuple[str, bytes | None]:
+    """A file's strong ETag and its gzip variant (None below ``GZIP_MIN_BYTES``), from its bytes in
+    order: a big file is read a chunk at a time and never held whole."""
     digest = hashlib.sha256()
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container, mtime 0
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if size >= GZIP_MIN_BYTES else None  # 31: gzip, mtime 0
     packed: list[bytes] = []
-    while chunk := f.read(_CHUNK_BYTES):
+    for chunk in chunks:
         digest.update(chunk)
-        packed.append(packer.compress(chunk))
+        if packer is not None:
+            packed.append(packer.compress(chunk))
+    if packer is None:
+        return '"' + digest.hexdigest()[:32] + '"', None
     packed.append(packer.flush())
     return '"' + digest.hexdigest()[:32] + '"', b"".join(packed)
 
@@ -374,15 +378,9 @@ class _FileCache:
                 cached = self._entries.get(real)
             if cached is not None and cached.key == key:
                 return cached
-            body: bytes | None = None
-            gzipped: bytes | None = None
-            if st.st_size >= STREAMED_FROM_BYTES:
-                etag, gzipped = _digest_and_gzip(f)
-            else:
-                body = f.read()
-                etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-                if len(body) >= GZIP_MIN_BYTES:
-                    gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+            body = None if st.st_size >= STREAMED_FROM_BYTES else f.read()
+            chunks = iter(partial(f.read, _CHUNK_BYTES), b"") if body is None else (body,)
+            etag, gzipped = _etag_and_gzip(chunks, st.st_size if body is None else len(body))
         rep = _Representation(
             key=key,
             body=body,
