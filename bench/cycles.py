@@ -15,6 +15,8 @@ Steps (comma-separated ``--plan``):
   mutate:F         POST /_mutate?fraction=F to ``--server`` (not timed as a cycle)
   publish          publish alone, nothing changed since the last publish
   publish-forced   feeds/ deleted first (and the deletion synced), so every file is rendered and written again
+  publish-merged   the merged scope's four files deleted first (news.xml, news.atom, news.json, events.ics):
+                   that scope alone is rendered and written again (the write floor's job, in our formats)
   publish-cold     feeds/ and the fragment cache deleted first: every item is rendered again too
   memory:N         N unchanged cycles (run_all + publish), one line each
 
@@ -51,6 +53,8 @@ from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
 from aggregator.processes import limit_malloc_arenas, parse_pool, release_free_memory, release_free_memory_every
 from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
+
+MERGED_FILES = ("news.xml", "news.atom", "news.json", "events.ics")
 
 
 def proc_status_kb(pid: int | str, field: str) -> int:
@@ -227,7 +231,7 @@ class Driver:
         """The parse pool's workers alive now and the forkserver they are forked from: its share of the
         pages it preloaded is the pool's memory too (PSS splits them between it and the workers)."""
         server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
-        return [*self.executor.worker_pids(), *([server] if server else [])]
+        return [*self.executor.worker_pids(), *([server] if isinstance(server, int) else [])]
 
     def line(self, step: str, seconds: float, outcomes: list[SourceOutcome] | None, written: int) -> dict[str, Any]:
         workers = self.executor.worker_pids()
@@ -245,7 +249,7 @@ class Driver:
             "rss_mb": round(proc_status_kb("self", "VmRSS") / 1024, 1),
             "peak_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
             "workers_rss_mb": [round(proc_status_kb(pid, "VmRSS") / 1024, 1) for pid in workers],
-            "pss_total_mb": round(sum(pss_kb(pid) for pid in ["self", *pool]) / 1024, 1),
+            "pss_total_mb": round(sum(pss_kb(pid) for pid in ("self", *map(str, pool))) / 1024, 1),
             # the pool's highest PSS during the step (workers and forkserver): its workers end before a publish
             "workers_pss_mb": pool_peak,
             "workers_pss_now_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),
@@ -302,6 +306,14 @@ class Driver:
             written = await self.publish()
         elif name == "publish-forced":
             shutil.rmtree(self.config.feeds_dir, ignore_errors=True)
+            settle_deletion()
+            started = time.perf_counter()
+            written = await self.publish()
+        elif name == "publish-merged":
+            # The floor's job in our terms: the merged scope's files (news.xml and events.ics, with
+            # news.atom and news.json) deleted, so that scope alone is rendered and written again.
+            for merged in MERGED_FILES:
+                (self.config.feeds_dir / merged).unlink(missing_ok=True)
             settle_deletion()
             started = time.perf_counter()
             written = await self.publish()

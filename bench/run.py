@@ -286,11 +286,17 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def file_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
 def ratio(value: float, floor: float | None) -> float | None:
     return round(value / floor, 3) if floor else None
 
 
 def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResult:
+    from bench.cycles import MERGED_FILES
+
     python = bench_python()
     corpus_dir = corpus(python, name, seed)
     run_dir = WORK / f"run-{name}"
@@ -307,7 +313,16 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
         manifest = json.loads((corpus_dir / "manifest.json").read_text())
         counts = manifest["counts"]
 
-        plan = ["full", "unchanged", "mutate:0.1", "changed", "publish", "publish-forced", "publish-cold"]
+        plan = [
+            "full",
+            "unchanged",
+            "mutate:0.1",
+            "changed",
+            "publish",
+            "publish-forced",
+            "publish-merged",
+            "publish-cold",
+        ]
         if cycles:
             plan.append(f"memory:{cycles}")
         steps, memory, _driven = drive(config, plan, server.base, seed)
@@ -379,6 +394,13 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 "publish_forced_render_s": steps["publish-forced"].get("publish_render_s"),
                 # fragments kept in the spill file instead of memory (past publish_memory_mb)
                 "publish_forced_fragments_spilled": steps["publish-forced"].get("fragments_spilled"),
+                # Like for like with the floor (one merged RSS and one calendar): the merged scope's four
+                # files alone rendered and written again, after the store is read as for any publish.
+                "publish_merged_s": steps["publish-merged"]["seconds"],
+                "publish_merged_vs_write_floor": ratio(steps["publish-merged"]["seconds"], write_floor),
+                "publish_merged_files_written": steps["publish-merged"]["written"],
+                "publish_merged_mb": round(sum(file_size(run_dir / "feeds" / n) for n in MERGED_FILES) / 1e6, 1),
+                "publish_merged_read_s": steps["publish-merged"].get("publish_read_s"),
                 # feeds/ and the fragment cache deleted: every item rendered again (after an upgrade)
                 "publish_cold_s": steps["publish-cold"]["seconds"],
                 "publish_cold_vs_write_floor": ratio(steps["publish-cold"]["seconds"], write_floor),
