@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    String,
     and_,
     bindparam,
     create_engine,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -107,16 +109,29 @@ def _newest_of_each_source(query: Any, per_source: int | None) -> Any:
     return query.join(ranked, same_row).where(ranked.c.rank <= per_source)
 
 
-_Times = dict[datetime, datetime]
+_Times = dict[Any, datetime]
 
 
-def _shared(times: _Times, moment: datetime) -> datetime:
-    """One object per distinct stored time within a read.
+def _shared(times: _Times, stored: str | datetime) -> datetime:
+    """One object per distinct stored time within a read, converted once.
 
     A source's records are stored together, so hundreds share a first sight and change time:
     the large workload's 213,000 rows held 426,000 datetime objects (20 MB) for about 20,000 values.
+    ``stored`` is the column as the driver gives it (``_times_as_read``): SQLite's text is parsed
+    only the first time it is met (the medium workload's 52,000 rows: 104,000 parses through the
+    column type before, 0.2 s of a 1.6 s read).
     """
-    return times.setdefault(moment, moment)
+    moment = times.get(stored)
+    if moment is None:
+        moment = times[stored] = _utc(stored)
+    return moment
+
+
+def _utc(stored: str | datetime) -> datetime:
+    """``UTCDateTime``'s result for a value read past it: SQLite's naive UTC text, or a driver's datetime."""
+    if isinstance(stored, str):
+        return datetime.fromisoformat(stored).replace(tzinfo=UTC)
+    return stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored.astimezone(UTC)
 
 
 def _stored_news(row: Any, times: _Times) -> StoredNews:
@@ -536,6 +551,15 @@ class SqlStore:
                     updated += conn.execute(records.update().where(where), rows).rowcount
         return updated
 
+    def _times_as_read(self) -> tuple[Any, Any]:
+        """``first_seen`` and ``changed_at`` as the driver returns them, for ``_shared`` to convert once each."""
+        if self._engine.dialect.name == "sqlite":
+            return (
+                type_coerce(records.c.first_seen, String).label("first_seen"),
+                type_coerce(records.c.changed_at, String).label("changed_at"),
+            )
+        return records.c.first_seen, records.c.changed_at
+
     def _record_query(self, kind: RecordKind, source: str | None, tag: str | None, *, light: bool = False) -> Any:
         """The rows of ``kind`` (of one source, with one tag); ``light``: identity and content digest only."""
         columns = (
@@ -544,8 +568,7 @@ class SqlStore:
             else (
                 records.c.payload,
                 records.c.sequence,
-                records.c.first_seen,
-                records.c.changed_at,
+                *self._times_as_read(),
                 records.c.content_hash,
                 records.c.match_rules,
                 records.c.match_link,

@@ -296,6 +296,28 @@ def test_a_read_shares_one_object_per_stored_time(store: SqlStore) -> None:
     assert len({id(moment) for e in events for moment in (e.first_seen, e.changed_at)}) == 2
 
 
+def test_stored_times_read_back_as_the_same_instant_in_utc(store: SqlStore) -> None:
+    """Times are read past the column type and converted once per value: exactly, to the microsecond, in UTC."""
+    vienna = ZoneInfo("Europe/Vienna")
+    first = datetime(2026, 3, 29, 1, 59, 59, 999_999, tzinfo=vienna)  # an hour before Vienna's clocks go forward
+    second = datetime(2026, 10, 25, 2, 30, 0, 1, tzinfo=vienna, fold=1)  # the second 02:30 of the night they go back
+    store.upsert("silicon-saxony", [news("sx-1", "Saxony", None)], now=first)
+    store.upsert("silicon-saxony", [news("sx-1", "Saxony, changed", None)], now=second)
+    store.upsert("plastics-cluster", [event("ev-1", "Event", NOW)], now=second)
+
+    (item,) = store.news()
+    (stored_event,) = store.events(since=NOW - timedelta(days=1))
+
+    assert (item.first_seen.isoformat(), item.changed_at.isoformat()) == (
+        "2026-03-29T00:59:59.999999+00:00",
+        "2026-10-25T01:30:00.000001+00:00",
+    )
+    assert item.first_seen.tzinfo is UTC
+    assert item.changed_at.tzinfo is UTC
+    assert stored_event.first_seen is stored_event.changed_at  # one object per value within a read
+    assert stored_event.first_seen.isoformat() == "2026-10-25T01:30:00.000001+00:00"
+
+
 def test_changed_tags_replace_the_old_ones(store: SqlStore) -> None:
     store.upsert("silicon-saxony", [MATCHMAKING], now=NOW)
     store.upsert("silicon-saxony", [dataclasses.replace(MATCHMAKING, tags=("Life Sciences",))], now=LATER)
