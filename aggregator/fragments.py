@@ -233,12 +233,18 @@ class FragmentCache:
     random key at a time; ``drop`` frees it once the kind's files are rendered.
     """
 
-    def __init__(self, path: Path, *, usable: bool = True, memory_budget: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, usable: bool = True, memory_budget: int | None = None, keep_digests: bool = False
+    ) -> None:
         """``usable=False``: an earlier step of the same publish found the file unusable (and said so).
 
         ``memory_budget``: bytes of one kind's fragments held in memory at most (None: no limit).
+        ``keep_digests``: each item's digest is kept until the block ends (about 190 bytes an
+        item), not made again for each scope and format it is rendered in.
         """
         self.path = path
+        # id(item) -> (item, its digest): the item is held and checked, so a reused id never matches.
+        self._digests: dict[int, tuple[object, bytes]] | None = {} if keep_digests else None
         self.hits = 0
         self.misses = 0
         self.spilled = 0  # fragments kept in the spill file instead of memory
@@ -377,6 +383,23 @@ class FragmentCache:
             self.hits += 1
         return body
 
+    def item_digest(self, item: StoredNews | StoredEvent) -> bytes:
+        """``_item_digest(item)``, made once per item while digests are kept."""
+        digests = self._digests
+        if digests is None:
+            return _item_digest(item)
+        entry = digests.get(id(item))
+        if entry is not None and entry[0] is item:
+            return entry[1]
+        made = _item_digest(item)
+        digests[id(item)] = (item, made)
+        return made
+
+    def forget_digests(self) -> None:
+        """Let the kept digests (and the items they hold) go: the caller drops those items."""
+        if self._digests is not None:
+            self._digests.clear()
+
     def use(self, item: int) -> None:
         if self._used is not None:
             self._used.add(item)
@@ -485,6 +508,7 @@ class FragmentCache:
         if self._write_failed:
             self._used = None  # what was used is not all saved: nothing to conclude about the rest
         self._loaded.clear()
+        self.forget_digests()
         if self._prune and self._used is not None and self._connection is not None:
             self._delete_unused(self._connection, self._used)
         self._prune = False
@@ -520,12 +544,14 @@ _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_ca
 
 
 @contextmanager
-def fragment_cache(path: Path, *, usable: bool = True, memory_budget: int | None = None) -> Iterator[FragmentCache]:
+def fragment_cache(
+    path: Path, *, usable: bool = True, memory_budget: int | None = None, keep_digests: bool = False
+) -> Iterator[FragmentCache]:
     """Within the block, ``fragment`` reads and fills the cache at ``path``; new fragments are saved at the end.
 
-    ``memory_budget``: see ``FragmentCache``; the spill file goes at the end of the block.
+    ``memory_budget``, ``keep_digests``: see ``FragmentCache``; the spill file goes at the end of the block.
     """
-    store = FragmentCache(path, usable=usable, memory_budget=memory_budget)
+    store = FragmentCache(path, usable=usable, memory_budget=memory_budget, keep_digests=keep_digests)
     token = _ACTIVE.set(store)
     try:
         yield store
@@ -540,26 +566,39 @@ def _int64(text: str) -> int:
     )
 
 
+_DIGEST = 20  # bytes of a fragment key and of an item's digest
+
+
 @cache
 def _namespace_hash() -> hashlib.blake2b:
     """The hash state after the namespace: copied per item instead of hashing the namespace again."""
-    return hashlib.blake2b(_namespace(), digest_size=20)
+    return hashlib.blake2b(_namespace(), digest_size=_DIGEST)
 
 
-def _item_ids(item: StoredNews | StoredEvent) -> tuple[hashlib.blake2b, int, int]:
-    """(hash state of the item as stored and shown, item id, version id).
+def _item_text(item: StoredNews | StoredEvent) -> tuple[str, str]:
+    """(identity, version) of a stored item as text: what its fragments' keys and ids are made of.
 
     Stored times are instants in UTC: their timestamps name them exactly, at a fifth of
-    the cost of ``isoformat`` (this runs five times per item and publish).
+    the cost of ``isoformat``.
     """
     record = item.record
     sequence = item.sequence if isinstance(item, StoredEvent) else 0
     identity = f"{record.source}\x1f{record.kind.value}\x1f{record.key}"
     version = f"{item.content_hash}\x1f{item.changed_at.timestamp()!r}\x1f{item.first_seen.timestamp()!r}\x1f{sequence}"
-    also_from = "\x1f".join(record.also_from)
+    return identity, version
+
+
+def _item_digest(item: StoredNews | StoredEvent) -> bytes:
+    """The item as stored and shown (``also_from`` included), digested, then its 64-bit id: 28 bytes.
+
+    Every fragment key of the item starts from it (``fragment``); memoized per item in a cache
+    that ``keep_digests``, it is made once per process instead of once per scope and format.
+    """
+    identity, version = _item_text(item)
     digest = _namespace_hash().copy()
+    also_from = "\x1f".join(item.record.also_from)
     digest.update(f"{identity}\x1e{version}\x1e{also_from}".encode("utf-8", "surrogatepass"))
-    return digest, _int64(identity), _int64(version)
+    return digest.digest() + _int64(identity).to_bytes(8, "big", signed=True)
 
 
 def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Callable[[], bytes]) -> Fragment:
@@ -573,14 +612,15 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
     store = _ACTIVE.get()
     if store is None or not item.content_hash:
         return render()
-    # Not memoized: the renderers call this once per item and kind (a memo held 80 MB on 260k items).
-    digest, item_id, version = _item_ids(item)
-    digest.update(f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"))
-    key = digest.digest()
+    made = store.item_digest(item)
+    key = hashlib.blake2b(
+        made[:_DIGEST] + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=_DIGEST
+    ).digest()
+    item_id = int.from_bytes(made[_DIGEST:], "big", signed=True)
     store.use(item_id)
     body = store.get(kind, key)
     if body is None:
-        return store.put(kind, key, item_id, version, render())
+        return store.put(kind, key, item_id, _int64(_item_text(item)[1]), render())
     return body
 
 

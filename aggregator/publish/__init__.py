@@ -783,7 +783,9 @@ def _write_formats(
         render_memo(),
         dedupe_memo(),
         pieces_kept(keep_pieces),
-        fragment_cache(cache_path, usable=cache_usable, memory_budget=memory_budget) as fragments,
+        fragment_cache(
+            cache_path, usable=cache_usable, memory_budget=memory_budget, keep_digests=keep_pieces
+        ) as fragments,
         ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="publish") as pool,
     ):
 
@@ -805,6 +807,7 @@ def _write_formats(
                 release_free_memory()
             for index in formats:
                 if index == _CALENDAR and holders is not None:
+                    fragments.forget_digests()  # they hold the news items
                     holders.drop_news()  # no news format follows
                     holders.unpark_events()
                 for scope in scopes:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import Config
-from aggregator.fragments import CACHE_FILE
+from aggregator.fragments import CACHE_FILE, FragmentCache
 from aggregator.matching import match_keys
 from aggregator.publish import PublishReport
 from aggregator.records import NewsRecord
@@ -192,3 +192,30 @@ def test_a_publish_saves_the_de_duplication_keys_of_rows_read_without_them(
     assert second_files == first_files
     assert second_files["news.xml"].decode().count("Grazer Cluster eröffnet Wasserstoff-Testfeld") == 1
     assert sorted(second.written) == sorted(first.written)
+
+
+def test_kept_item_digests_are_made_once_per_item_and_hold_what_the_item_is_shown_with(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """An item's digest is kept per item object while the block lasts, and differs with ``also_from``."""
+    first, second = store.news()[:2]
+    shown_with_another_source = dataclasses.replace(
+        first, record=dataclasses.replace(first.record, also_from=("beta",))
+    )
+    fresh = FragmentCache(tmp_path / CACHE_FILE)  # digests made each time
+    kept = FragmentCache(tmp_path / CACHE_FILE, keep_digests=True)
+
+    digest = kept.item_digest(first)
+
+    assert kept.item_digest(first) is digest  # the same object: not made again
+    assert digest == fresh.item_digest(first)  # the same bytes as made afresh
+    assert fresh.item_digest(first) is not fresh.item_digest(first)
+    assert len(digest) == 28
+    assert kept.item_digest(second) != digest
+    assert kept.item_digest(shown_with_another_source)[:20] != digest[:20]  # the key part differs
+    assert kept.item_digest(shown_with_another_source)[20:] == digest[20:]  # the item's id does not
+    kept.forget_digests()
+    assert kept.item_digest(first) is not digest
+    assert kept.item_digest(first) == digest
+    kept.close()
+    fresh.close()
