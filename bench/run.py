@@ -48,6 +48,18 @@ TARGETS = {
 }
 
 
+# Per step, into latest.json's series: the tree's peaks, the driver's and the publishing process's.
+STEP_MEMORY_KEYS = (
+    "seconds",
+    "tree_pss_peak_mb",
+    "tree_rss_peak_mb",
+    "peak_mb",
+    "children_peak_mb",
+    "workers_pss_mb",
+    "rss_mb",
+)
+
+
 @dataclass
 class Run:
     seconds: float
@@ -63,7 +75,7 @@ class WorkloadResult:
     figures: dict[str, Any] = field(default_factory=dict)
     floors: dict[str, Any] = field(default_factory=dict)
     # Per-cycle values, in latest.json only: whether memory levels off or keeps rising.
-    series: dict[str, list[float]] = field(default_factory=dict)
+    series: dict[str, Any] = field(default_factory=dict)
 
 
 def child_env() -> dict[str, str]:
@@ -444,6 +456,11 @@ def run_workload(name: str, seed: int, repeat: int, cycles: int) -> WorkloadResu
                 **checks,
             }
         )
+        # Where each peak was: a large workload's tree peaked at 715 MB, and the sum alone cannot say
+        # whether in the first cycle's fetch (parse workers beside the publisher reading ahead) or a publish.
+        result.series["memory_by_step"] = {
+            step: {key: line.get(key) for key in STEP_MEMORY_KEYS} for step, line in steps.items()
+        }
         if memory:
             fig.update(memory_figures(memory))
             result.series["daemon_rss_mb_by_cycle"] = [line["rss_mb"] for line in memory]
