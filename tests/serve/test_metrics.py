@@ -21,6 +21,12 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     return out
 
 
+def without_process_lines(text: str) -> list[str]:
+    return [
+        line for line in text.splitlines() if not line.startswith(("process_", "# HELP process_", "# TYPE process_"))
+    ]
+
+
 def source_samples(metrics: Metrics, source: str) -> dict[str, float]:
     """name{...} -> value for the series labelled with this source (histogram buckets left out)."""
     return {
@@ -183,3 +189,36 @@ def test_ten_thousand_sources_series_are_all_scraped_and_stay_small() -> None:
     assert values[("source_items", (("source", "cluster-09999"),))] == 49.0
     assert values[("fetch_duration_seconds_bucket", (("le", "0.25"), ("source", "cluster-04321")))] == 2.0
     assert sum(1 for k in values if k[0] == "source_last_success_timestamp") == 10_000
+
+
+def test_the_rendered_text_is_byte_for_byte_what_prometheus_client_writes_for_the_same_registry() -> None:
+    """``render`` writes the per-source lines itself (7 times faster at 10,000 sources): the same bytes as
+    ``generate_latest`` over the whole registry, escapes, Go-style numbers and absent series included."""
+    from prometheus_client import generate_latest
+
+    metrics = Metrics()
+    odd = 'quote " back \\ slash\nnew line, ünïcode'
+    metrics.observe_fetch("eccp-news", "ok", 0.25, 1)
+    metrics.observe_fetch("eccp-news", "timeout", 75.0, 0)
+    metrics.observe_fetch(odd, "http_503", 0.01, 12_345_678)  # 12345678 bytes: written 1.2345678e+07
+    metrics.observe_fetch(odd, "ok", 1e-9, 0)
+    metrics.set_source(odd, 1_000_000, 1_780_000_000.123, 3)
+    metrics.set_source("never-fetched", 0, None, 7)  # gauges without the timestamp, no fetch series
+    metrics.set_source("eccp-news", 42, datetime(2026, 11, 26, 8, 0, tzinfo=UTC), 0)
+    metrics.observe_publish(0.5, 12)
+    metrics.observe_http(200, "feed")
+
+    rendered = metrics.render().decode("utf-8")
+    reference = generate_latest(metrics.registry).decode("utf-8")
+
+    # The process's own CPU time and memory may move between the two calls; everything else may not.
+    assert without_process_lines(rendered) == without_process_lines(reference)
+    # The six per-source families first: 12 header lines; 4 fetch counts; 2 sources fetched x (11
+    # buckets, count, sum) and 2 byte counts; 3 item and 3 failure gauges; 2 success timestamps.
+    lines = rendered.splitlines()
+    assert lines.index(next(line for line in lines if line.startswith("# HELP publish_duration_seconds"))) == 52
+    assert 'fetches_total{outcome="ok",source="eccp-news"} 1.0\n' in rendered
+    assert 'source_items{source="quote \\" back \\\\ slash\\nnew line, ünïcode"} 1e+06\n' in rendered
+    assert 'fetch_bytes_total{source="quote \\" back \\\\ slash\\nnew line, ünïcode"} 1.2345678e+07\n' in rendered
+    assert 'source_last_success_timestamp{source="never-fetched"}' not in rendered
+    assert rendered.index("# HELP fetches_total") < rendered.index("# HELP publish_duration_seconds")
