@@ -29,7 +29,17 @@ from aggregator.records import Enclosure, EventRecord, EventStatus, NewsRecord, 
 
 _DECODED_TIMES = 8_192  # distinct stored times remembered (about 2 MB)
 
-__all__ = ["content_hash", "decode", "decode_temporal", "encode", "encode_temporal", "encode_with_hash", "payload"]
+__all__ = [
+    "content_hash",
+    "decode",
+    "decode_event",
+    "decode_news",
+    "decode_temporal",
+    "encode",
+    "encode_temporal",
+    "encode_with_hash",
+    "payload",
+]
 
 # Timestamps a source may restamp on every export without changing anything a reader sees,
 # plus ``also_from`` (filled by de-duplication at read time). Excluded from the content hash
@@ -274,10 +284,22 @@ def _decode_event(data: Mapping[str, Any]) -> EventRecord:
 
 def decode(kind: RecordKind | str, text: str) -> Record:
     """Inverse of ``encode``; ``kind`` is ``"news"`` or ``"event"``. Raises StoreError on bad text."""
+    if RecordKind(kind) is RecordKind.NEWS:
+        return decode_news(text)
+    return decode_event(text)
+
+
+def decode_news(text: str) -> NewsRecord:
+    """``decode(RecordKind.NEWS, text)``, typed (a read calls it once per row)."""
     try:
-        data = json.loads(text)
-        if RecordKind(kind) is RecordKind.NEWS:
-            return _decode_news(data)
-        return _decode_event(data)
+        return _decode_news(json.loads(text))
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"unreadable stored {kind} record: {exc}") from exc
+        raise StoreError(f"unreadable stored news record: {exc}") from exc
+
+
+def decode_event(text: str) -> EventRecord:
+    """``decode(RecordKind.EVENT, text)``, typed."""
+    try:
+        return _decode_event(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"unreadable stored event record: {exc}") from exc

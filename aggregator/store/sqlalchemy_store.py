@@ -83,12 +83,11 @@ def _match_values(link: str | None, keys: MatchKeys) -> dict[str, Any]:
     return {"match_rules": RULES, "match_link": stored, "match_title": keys.title}
 
 
-def _match(row: Any, record: Record) -> MatchKeys | None:
-    """The keys stored in ``row`` for ``record``; None when they were stored under other rules (or none)."""
-    if row.match_rules != RULES:
+def _match(rules: int | None, link: str | None, title: int | None, record: Record) -> MatchKeys | None:
+    """The keys stored in a row (its ``match_*`` columns) for ``record``; None when stored under other rules (or none)."""
+    if rules != RULES or title is None:
         return None
-    stored = row.match_link
-    return MatchKeys(record.link if stored is None else (stored or None), row.match_title)
+    return MatchKeys(record.link if link is None else (link or None), title)
 
 
 def _newest_of_each_source(query: Any, per_source: int | None) -> Any:
@@ -135,27 +134,29 @@ def _utc(stored: str | datetime) -> datetime:
 
 
 def _stored_news(row: Any, times: _Times) -> StoredNews:
-    record = codec.decode(RecordKind.NEWS, row.payload)
-    assert isinstance(record, NewsRecord)
+    """A row of ``_record_query``'s full columns, unpacked in their order (by name: 8 lookups a row)."""
+    payload, _sequence, first_seen, changed_at, content_hash, rules, link, title = row
+    record = codec.decode_news(payload)
     return StoredNews(
         record=record,
-        first_seen=_shared(times, row.first_seen),
-        changed_at=_shared(times, row.changed_at),
-        content_hash=row.content_hash,
-        match=_match(row, record),
+        first_seen=_shared(times, first_seen),
+        changed_at=_shared(times, changed_at),
+        content_hash=content_hash,
+        match=_match(rules, link, title, record),
     )
 
 
 def _stored_event(row: Any, times: _Times) -> StoredEvent:
-    record = codec.decode(RecordKind.EVENT, row.payload)
-    assert isinstance(record, EventRecord)
+    """As ``_stored_news``."""
+    payload, sequence, first_seen, changed_at, content_hash, rules, link, title = row
+    record = codec.decode_event(payload)
     return StoredEvent(
         record=record,
-        sequence=row.sequence,
-        first_seen=_shared(times, row.first_seen),
-        changed_at=_shared(times, row.changed_at),
-        content_hash=row.content_hash,
-        match=_match(row, record),
+        sequence=sequence,
+        first_seen=_shared(times, first_seen),
+        changed_at=_shared(times, changed_at),
+        content_hash=content_hash,
+        match=_match(rules, link, title, record),
     )
 
 
@@ -666,9 +667,8 @@ class SqlStore:
         series = set()
         with self._transaction("reading recurring events", write=False) as conn:
             for source, payload in conn.execute(query):
-                record = codec.decode(RecordKind.EVENT, payload)  # the UID as written (a key may carry more)
-                assert isinstance(record, EventRecord)
-                series.add((source, record.uid))
+                # The UID as written (a key may carry more).
+                series.add((source, codec.decode_event(payload).uid))
         return series
 
     def _read(self, action: str, query: Any, build: Callable[[Any, _Times], _Row]) -> list[_Row]:
