@@ -43,6 +43,8 @@ TARGETS = {
     "unchanged_cycle_vs_fetch_304": 1.3,
     "changed_10pct_vs_full_cycle": 0.35,
     "publish_forced_vs_write_floor": 2.0,
+    "publish_merged_vs_write_floor": 2.0,  # the same target, like for like: the floor's files only
+    "feeds_only_vs_newsboat_cold": 1.0,  # the same target, like for like: the feeds newsboat reloads
     "peak_rss_all_processes_mb": 300,
     "memory_growth_pct": 5,
 }
