@@ -27,8 +27,6 @@ from zoneinfo import ZoneInfo
 from aggregator.errors import StoreError
 from aggregator.records import Enclosure, EventRecord, EventStatus, NewsRecord, Record, RecordKind, Strategy
 
-_DECODED_TIMES = 8_192  # distinct stored times remembered (about 2 MB)
-
 __all__ = [
     "content_hash",
     "decode",
@@ -40,6 +38,8 @@ __all__ = [
     "encode_with_hash",
     "payload",
 ]
+
+_DECODED_TIMES = 8_192  # distinct stored times remembered (about 2 MB)
 
 # Timestamps a source may restamp on every export without changing anything a reader sees,
 # plus ``also_from`` (filled by de-duplication at read time). Excluded from the content hash

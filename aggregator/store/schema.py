@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "meta", "metadata", "record_tags", "records", "source_state"]
+__all__ = ["UTCDateTime", "meta", "metadata", "record_tags", "records", "source_state", "stored_utc"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -45,9 +45,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else stored_utc(value)
+
+
+def stored_utc(value: str | datetime) -> datetime:
+    """A stored time as an aware UTC datetime: a driver's datetime, or SQLite's naive UTC text read
+    past the column type (what ``SqlStore``'s reads take, to convert each distinct value once)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = MetaData()

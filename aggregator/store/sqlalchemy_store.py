@@ -49,7 +49,7 @@ from aggregator.processes import collector_paused
 from aggregator.records import EventRecord, NewsRecord, Record, RecordKind, SourceState, Validators
 from aggregator.store import codec
 from aggregator.store.base import Store, StoredEvent, StoredNews, UpsertSummary
-from aggregator.store.schema import meta, record_tags, records, source_state
+from aggregator.store.schema import meta, record_tags, records, source_state, stored_utc
 
 __all__ = ["SqlStore", "open_store"]
 
@@ -122,15 +122,8 @@ def _shared(times: _Times, stored: str | datetime) -> datetime:
     """
     moment = times.get(stored)
     if moment is None:
-        moment = times[stored] = _utc(stored)
+        moment = times[stored] = stored_utc(stored)
     return moment
-
-
-def _utc(stored: str | datetime) -> datetime:
-    """``UTCDateTime``'s result for a value read past it: SQLite's naive UTC text, or a driver's datetime."""
-    if isinstance(stored, str):
-        return datetime.fromisoformat(stored).replace(tzinfo=UTC)
-    return stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored.astimezone(UTC)
 
 
 def _stored_news(row: Any, times: _Times) -> StoredNews:
