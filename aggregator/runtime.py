@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +26,7 @@ from typing import TypeVar
 
 from aggregator.config import Config
 from aggregator.errors import PublishError, StoreError
+from aggregator.logs import log_event
 from aggregator.matching import MatchKeys, match_keys
 from aggregator.metrics import Metrics
 from aggregator.processes import collector_paused, die_with_parent
@@ -46,7 +48,9 @@ from aggregator.store import open_store
 from aggregator.store.base import Store, StoredEvent, StoredNews
 
 __all__ = [
+    "STOP_PUBLISH_GRACE_S",
     "DataDirLock",
+    "PublishRuns",
     "PublishStandby",
     "base_url_of",
     "cache_max_age",
@@ -120,6 +124,9 @@ class PublishStandby:
     def __init__(self) -> None:
         self._child: ProcessPoolExecutor | None = None
         self._read: Future[None] | None = None
+        self._busy: ProcessPoolExecutor | None = None  # the process publishing now (``publish_from_store``)
+        self._lock = threading.Lock()
+        self.aborted = False  # ``abort`` was called: every later publish is refused
 
     @property
     def started(self) -> bool:
@@ -149,11 +156,89 @@ class PublishStandby:
         child, self._child, self._read = self._child, None, None
         return child
 
+    @contextlib.contextmanager
+    def publishing(self, child: ProcessPoolExecutor) -> Iterator[None]:
+        """While the block runs, ``child`` is the process that ``abort`` stops."""
+        with self._lock:
+            if self.aborted:
+                child.shutdown(wait=False, cancel_futures=True)
+                raise PublishError("feeds", "the daemon is stopping; old files kept")
+            self._busy = child
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy = None
+
+    def abort(self, *, kill: bool = False) -> None:
+        """Stop at once the process publishing now and the one standing by (the daemon is stopping).
+
+        A large publish takes minutes; a daemon asked to stop waited for it, and released its
+        data-directory lock while its publisher still wrote feeds/. Each file is replaced
+        atomically, so a publish stopped midway leaves every file whole (new or old), and the
+        next publish sees by their stamps which scopes to render again.
+        """
+        with self._lock:
+            self.aborted = True
+            children = [c for c in (self._busy, self._child) if c is not None]
+        for child in children:
+            _stop_processes(child, signal.SIGKILL if kill else signal.SIGTERM)
+        self.dismiss()
+
     def dismiss(self) -> None:
         """Let the process end (once it has read: a read cannot be interrupted) and free what it holds."""
         child = self.take()
         if child is not None:
             child.shutdown(wait=False, cancel_futures=True)
+
+
+# At a stop, after the running fetches: how long the publish running or due may take (a large one takes
+# minutes: it is stopped, each file in feeds/ whole), and how long its process may take to end on SIGTERM.
+STOP_PUBLISH_GRACE_S = 10.0
+STOP_KILL_AFTER_S = 5.0
+
+
+class PublishRuns:
+    """A daemon's publishes, each in a thread that waits for its publishing process; at a stop,
+    the one running (or a last one) may finish within a grace, then its process is stopped.
+
+    Cancelling the task that awaits ``run`` leaves the publish running: a stop decides its end
+    with ``finish``, and the daemon releases its data-directory lock only after that, so no
+    process of a stopped daemon still writes feeds/.
+    """
+
+    def __init__(self, standby: PublishStandby, logger: logging.Logger) -> None:
+        self.standby = standby  # its ``abort`` stops the process publishing now
+        self._logger = logger
+        self._job: asyncio.Future[None] | None = None
+
+    async def run(self, publish: Callable[[], None]) -> None:
+        """``publish()`` in a thread (it starts its process and waits for it)."""
+        job = self._job = asyncio.ensure_future(asyncio.to_thread(publish))
+        await asyncio.shield(job)
+
+    async def finish(self, grace: float, last: Callable[[], None] | None = None) -> None:
+        """Give the publish running, else ``last`` (when given), ``grace`` seconds; then stop its process.
+
+        Every later publish is refused (``PublishStandby.abort``); this returns once the thread of
+        the publish has returned, which it does as soon as its process has ended.
+        """
+        job = self._job
+        if (job is None or job.done()) and last is not None and not self.standby.aborted:
+            job = self._job = asyncio.ensure_future(asyncio.to_thread(last))
+        if job is not None and not job.done():
+            await asyncio.wait({job}, timeout=grace)
+            if not job.done():
+                log_event(self._logger, logging.WARNING, "publish-interrupted", reason="the daemon is stopping")
+        self.standby.abort()
+        if job is None:
+            return
+        await asyncio.wait({job}, timeout=STOP_KILL_AFTER_S)
+        if not job.done():
+            self.standby.abort(kill=True)
+            await asyncio.wait({job})
+        if not job.cancelled() and job.exception() is not None:  # a bug, not the stop: said, not swallowed
+            log_event(self._logger, logging.ERROR, "publish-failed", error=repr(job.exception()))
 
 
 # In a standby publishing process: which store it read, the store, and what it read (by source and key).
@@ -215,7 +300,7 @@ def publish_from_store(
             standby.dismiss()
         return PublishReport(written=(), unchanged=files, skipped=True)
     if isolated:
-        return _publish_in_child(config, token, now, base_url, None if standby is None else standby.take())
+        return _publish_in_child(config, token, now, base_url, None if standby is None else standby.take(), standby)
     return _render_and_write(config, store, token, now, base_url, states)
 
 
@@ -343,15 +428,31 @@ def _publish_child(config: Config, token: str, now: datetime, base_url: str, par
         store.close()
 
 
+def _stop_processes(executor: ProcessPoolExecutor, sig: signal.Signals) -> None:
+    """``sig`` to the executor's processes: a publisher's writes stop where they are (each file whole)."""
+    processes = getattr(executor, "_processes", None) or {}  # pid -> Process; no public way to stop a running job
+    for pid in list(processes):
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
 def _publishing_process() -> ProcessPoolExecutor:
     # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _publish_in_child(
-    config: Config, token: str, now: datetime, base_url: str, started: ProcessPoolExecutor | None
+    config: Config,
+    token: str,
+    now: datetime,
+    base_url: str,
+    started: ProcessPoolExecutor | None,
+    standby: PublishStandby | None = None,
 ) -> PublishReport:
-    with started or _publishing_process() as child:
+    with (
+        started or _publishing_process() as child,
+        standby.publishing(child) if standby is not None else contextlib.nullcontext(),
+    ):
         try:
             future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
         except BrokenProcessPool:

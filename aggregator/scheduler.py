@@ -32,7 +32,9 @@ from aggregator.pipeline import Outcome, Pipeline
 from aggregator.processes import ParsePool, parse_pool, release_free_memory, release_free_memory_every
 from aggregator.records import SourceState, Validators
 from aggregator.runtime import (
+    STOP_PUBLISH_GRACE_S,
     DataDirLock,
+    PublishRuns,
     PublishStandby,
     base_url_of,
     feeds_server,
@@ -86,6 +88,7 @@ class Daemon:
         self._config_mtime = self._mtime()
         self._retired: set[Fetcher] = set()  # replaced by a reload, closed once idle
         self._background: set[asyncio.Task[None]] = set()
+        self._publishes = PublishRuns(self._standby, log)
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -108,12 +111,15 @@ class Daemon:
         server = feeds_server(
             self.config, host=host, port=port, metrics=self.metrics, is_ready=lambda: self._ready, health=self._health
         )
+        publisher: asyncio.Task[None] | None = None
         try:
-            self._publish_now()  # serve what the store already holds, at once
             self.scheduler = AsyncIOScheduler(timezone=UTC)
             self._schedule_all()
             self.scheduler.start()
             serving = asyncio.create_task(server.serve())
+            # Its first publish is of what the store already holds, at once (feeds/ as it is is served
+            # meanwhile, and /readyz waits for it). On the event loop, a large store's took minutes in
+            # which not even SIGTERM was heard.
             publisher = asyncio.create_task(self._publisher())
             watcher = asyncio.create_task(self._watch_config())
             releaser = asyncio.create_task(release_free_memory_every())
@@ -128,20 +134,26 @@ class Daemon:
             releaser.cancel()
             if self._running:
                 await asyncio.wait(self._running, timeout=STOP_GRACE_S)
-            publisher.cancel()
-            if self._dirty.is_set():
-                self._publish_now()
+            # A batch that finished meanwhile is published, given as long as the fetches were; a
+            # publish still running then is stopped (each file in feeds/ stays whole, old or new).
+            publisher.cancel()  # a publish in its thread goes on: ``finish`` decides its end
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+            await self._publishes.finish(STOP_PUBLISH_GRACE_S, self._publish_now if self._dirty.is_set() else None)
             server.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(serving, timeout=5)
         finally:
+            if publisher is not None:  # after an error above too: no publish outlives the daemon
+                publisher.cancel()
+                await self._publishes.finish(0)
             await self.pipeline.fetcher.aclose()
             for old in self._retired:
                 await old.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
             self._standby.dismiss()
             self.store.close()
-            lock.release()
+            lock.release()  # only now: no process of ours writes feeds/ any more
             log_event(log, logging.INFO, "stopped")
         return 0
 
@@ -218,9 +230,13 @@ class Daemon:
 
     # ---- publishing ------------------------------------------------------------------------
 
+    async def _publish(self) -> None:
+        await self._publishes.run(self._publish_now)
+
     async def _publisher(self) -> None:
-        """Publish once per batch: after a quiet moment, and after the sources still running finish."""
+        """Publish what the store holds, then once per batch: after a quiet moment, and after the sources still running finish."""
         loop = asyncio.get_running_loop()
+        await self._publish()
         while True:
             await self._dirty.wait()
             # The batch's publishing process reads the store while its other sources are fetched.
@@ -234,7 +250,7 @@ class Daemon:
             assert self.pipeline is not None
             if isinstance(self.pipeline.executor, ParsePool):
                 self.pipeline.executor.release()
-            await asyncio.to_thread(self._publish_now)
+            await self._publish()
             # What the batch freed goes back now, not at the next minute's release: the daemon's
             # size between batches is then what it uses (sampled at any moment, it swung by 18 MB).
             await asyncio.to_thread(release_free_memory)
@@ -254,6 +270,8 @@ class Daemon:
                 standby=self._standby,
             )
         except AggregatorError as error:
+            if self._standby.aborted:  # stopped by ``PublishRuns.finish``, which says so
+                return
             log_event(log, logging.ERROR, "publish-failed", error=str(error))
             self._dirty.set()  # try again after the next change or the next cycle
             return

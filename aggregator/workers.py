@@ -42,6 +42,9 @@ from aggregator.metrics import Metrics
 from aggregator.pipeline import Pipeline
 from aggregator.processes import release_free_memory_every
 from aggregator.runtime import (
+    STOP_PUBLISH_GRACE_S,
+    PublishRuns,
+    PublishStandby,
     base_url_of,
     feeds_server,
     install_signal_handlers,
@@ -354,6 +357,7 @@ class Coordinator:
         self._force_publish = False
         self._config_mtime = self._mtime()
         self.store: Store | None = None
+        self._publishes = PublishRuns(PublishStandby(), log)
 
     async def run(self) -> int:
         uses_workers(self.config, self.options.workers)  # refuses SQLite with several workers
@@ -404,10 +408,11 @@ class Coordinator:
             log_event(log, logging.INFO, "stopping", workers=sum(1 for s in self._slots if s is not None))
         finally:
             for helper in helpers:
-                helper.cancel()
+                helper.cancel()  # a publish in its thread goes on: ``finish`` decides its end
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.to_thread(self._stop_all_workers)
-        await asyncio.to_thread(self._publish_if_changed)  # the workers' last changes
+            # The workers' last changes, within the grace; a publish still running then is stopped.
+            await self._publishes.finish(STOP_PUBLISH_GRACE_S, self._publish_if_changed)
         server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(serving, timeout=5)
@@ -492,7 +497,7 @@ class Coordinator:
 
     async def _publisher(self) -> None:
         while True:
-            await asyncio.to_thread(self._publish_if_changed)
+            await self._publishes.run(self._publish_if_changed)
             await asyncio.sleep(PUBLISH_POLL_S)
 
     def _publish_if_changed(self) -> None:
@@ -510,9 +515,16 @@ class Coordinator:
                 started = time.monotonic()
                 generation = self.store.generation()  # what this publish includes, at least
                 report = publish_from_store(
-                    self.config, self.store, now=datetime.now(UTC), base_url=self._base_url(), isolated=True
+                    self.config,
+                    self.store,
+                    now=datetime.now(UTC),
+                    base_url=self._base_url(),
+                    isolated=True,
+                    standby=self._publishes.standby,  # never started ahead here: what a stop ends
                 )
         except AggregatorError as error:
+            if self._publishes.standby.aborted:  # stopped by ``PublishRuns.finish``, which says so
+                return
             log_event(log, logging.ERROR, "publish-failed", error=str(error))
             return
         duration = time.monotonic() - started

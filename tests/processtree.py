@@ -28,3 +28,29 @@ def running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in "ZX"
+
+
+def publishing_children(pid: int) -> list[int]:
+    """The spawned publishing processes below ``pid`` (and their forks); the resource tracker and
+    the forkserver are started with other command lines."""
+    found = []
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in command:
+            found.append(child)
+    return found
+
+
+def waits_opening_a_fifo(pid: int) -> bool:
+    """A thread of ``pid`` sleeps in the kernel until a FIFO it opens gets its other end.
+
+    A test that puts a FIFO where a publish reads an old file holds that publish for as long as
+    it likes, without timing anything.
+    """
+    try:
+        return any((task / "wchan").read_text() == "wait_for_partner" for task in Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False

@@ -5,10 +5,15 @@ Every check is a server-side request count, a log line or /healthz, never a dura
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import stat
 from collections.abc import Callable
 from pathlib import Path
+
+import feedparser
+from processtree import publishing_children, running, waits_opening_a_fifo
 
 from .conftest import ICS, RSS, DaemonProcess, Site, fixture_bytes, free_port, sources_toml, status_json, wait_until
 
@@ -155,3 +160,52 @@ def test_restart_resumes_from_stored_next_runs_without_refetching(
     wait_until(lambda: second.get("/readyz").status_code == 200, "ready")
     assert second.stop() == 0
     assert [e["event"] for e in second.events() if e["event"] in ("stopping", "stopped")] == ["stopping", "stopped"]
+
+
+def test_sigterm_during_a_publish_stops_it_and_the_daemon_and_frees_the_data_directory(
+    site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    site.serve("/alpha.xml", NEWS, RSS)
+    port = free_port()
+    (tmp_path / "sources.toml").write_text(
+        sources_toml(port, source("alpha", site.url("/alpha.xml"))), encoding="utf-8"
+    )
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    # The publisher reads news.xml's old bytes before it replaces them: a FIFO holds that read (and
+    # so the publish) for as long as the test keeps its write end open, however long that is.
+    fifo = feeds / "news.xml"
+    os.mkfifo(fifo)
+    first = daemons(tmp_path, port, log_name="first.log")
+    publishers: list[int] = []
+
+    def publisher_waits_at_the_fifo() -> bool:
+        publishers[:] = [pid for pid in publishing_children(first.process.pid) if waits_opening_a_fifo(pid)]
+        return bool(publishers)
+
+    wait_until(publisher_waits_at_the_fifo, "the start-up publish waiting at news.xml")
+    # The event loop is free while the start-up publish runs: it serves, fetches and stores.
+    assert first.get("/healthz").status_code == 200
+    assert first.get("/readyz").status_code == 503
+    first.wait_for_event("fetched", source="alpha")
+
+    first.signal(signal.SIGTERM)
+    assert first.process.wait(timeout=60) == 0  # with the publish still waiting: it was stopped, not awaited
+    assert not running(publishers[0])
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # left as it was
+    assert [e["event"] for e in first.events() if e["event"] in PUBLISHING] == ["publish-interrupted"]
+    with (tmp_path / "data" / "aggregator.lock").open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: another daemon may start
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+    fifo.unlink()
+    second = daemons(tmp_path, port, log_name="second.log")
+    second.wait_ready()  # its start-up publish has what the first one stored
+    published = feedparser.parse(fifo.read_bytes())
+    assert [e.title for e in published.entries] == [e.title for e in feedparser.parse(NEWS).entries]
+    assert site.hits["/alpha.xml"] == 1
+    assert second.stop() == 0
+    assert [e["event"] for e in second.events() if e["event"] in PUBLISHING] == ["published"]
+
+
+PUBLISHING = ("published", "publish-failed", "publish-interrupted")

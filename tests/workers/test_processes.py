@@ -14,7 +14,7 @@ import icalendar
 import psycopg
 import pytest
 from pgserver import PostgresServer
-from processtree import running
+from processtree import publishing_children, running, waits_opening_a_fifo
 
 from aggregator.store import open_store
 
@@ -246,3 +246,36 @@ def test_workers_stop_cleanly_when_their_parent_is_killed(
     assert sorted(e["pid"] for e in _events(log, "worker-spawned")) == sorted(workers)
     assert len(_events(log, "worker-stopped")) == 2  # each finished its sources and stopped
     assert _query(database_url, "SELECT count(*) FROM source_state WHERE lease_owner IS NOT NULL") == [(0,)]
+
+
+def test_sigterm_stops_a_publish_that_cannot_end_and_leaves_the_publish_lock_free(
+    tmp_path: Path, corpus: CorpusServer, postgres_server: PostgresServer
+) -> None:
+    database_url = postgres_server.create_database()
+    names = ["clusterland-news.xml"]
+    home = _sources(tmp_path / "a", sources_toml(corpus, port=free_port(), database_url=database_url, names=names))
+    (home / "feeds").mkdir()
+    fifo = home / "feeds" / "news.xml"
+    os.mkfifo(fifo)  # the publish reads the old news.xml first: this holds it until the test ends
+    daemon = Daemon(home, "--workers", "1")
+    try:
+        publishers: list[int] = []
+
+        def publisher_waits_at_the_fifo() -> bool:
+            publishers[:] = [p for p in publishing_children(daemon.process.pid) if waits_opening_a_fifo(p)]
+            return bool(publishers)
+
+        wait_for(publisher_waits_at_the_fifo, "a publish waiting at news.xml", context=daemon.log)
+        code = daemon.stop()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert not running(publishers[0])
+    assert [e["event"] for e in _events(daemon.log(), "publish-interrupted")] == ["publish-interrupted"]
+    assert _events(daemon.log(), "published") == []
+    other_instance = open_store(database_url)
+    try:
+        with other_instance.publish_lock() as granted:
+            assert granted is True  # the stopped parent's session let it go
+    finally:
+        other_instance.close()
