@@ -238,6 +238,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await self._publish()
         while True:
+            await self._publishes.rest()
             await self._dirty.wait()
             # The batch's publishing process reads the store while its other sources are fetched.
             self._standby.start(self.config)

@@ -499,6 +499,7 @@ class Coordinator:
         while True:
             await self._publishes.run(self._publish_if_changed)
             await asyncio.sleep(PUBLISH_POLL_S)
+            await self._publishes.rest()
 
     def _publish_if_changed(self) -> None:
         """Publish when the generation moved since our last publish, if no other instance is publishing."""
