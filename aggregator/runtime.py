@@ -157,12 +157,12 @@ class PublishStandby:
         return child
 
     @contextlib.contextmanager
-    def publishing(self, child: ProcessPoolExecutor) -> Iterator[None]:
-        """While the block runs, ``child`` is the process that ``abort`` stops."""
+    def publishing(self, child: ProcessPoolExecutor, feeds_dir: Path) -> Iterator[None]:
+        """While the block runs, ``child`` is the process that ``abort`` stops (refused once aborted)."""
         with self._lock:
             if self.aborted:
                 child.shutdown(wait=False, cancel_futures=True)
-                raise PublishError("feeds", "the daemon is stopping; old files kept")
+                raise PublishError(str(feeds_dir), "the daemon is stopping; old files kept")
             self._busy = child
         try:
             yield
@@ -263,6 +263,7 @@ class PublishRuns:
         if not job.done():
             self.standby.abort(kill=True)
             await asyncio.wait({job})
+        self._job = None  # settled: a second ``finish`` has nothing to wait for or report
         if not job.cancelled() and job.exception() is not None:  # a bug, not the stop: said, not swallowed
             log_event(self._logger, logging.ERROR, "publish-failed", error=repr(job.exception()))
 
@@ -477,7 +478,7 @@ def _publish_in_child(
 ) -> PublishReport:
     with (
         started or _publishing_process() as child,
-        standby.publishing(child) if standby is not None else contextlib.nullcontext(),
+        standby.publishing(child, config.feeds_dir) if standby is not None else contextlib.nullcontext(),
     ):
         try:
             future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
