@@ -138,3 +138,23 @@ def test_a_standby_that_read_another_store_reads_the_configured_one(
 
     assert report.read_ahead is False
     assert _contents(config.feeds_dir) == from_standby
+
+
+def test_once_aborted_a_standby_ends_its_process_and_refuses_every_later_publish(
+    config: Config, store: SqlStore
+) -> None:
+    before = set(multiprocessing.active_children())
+    standby = PublishStandby()
+    standby.start(config)
+    assert set(multiprocessing.active_children()) - before  # reading ahead
+
+    standby.abort()  # the daemon is stopping
+
+    deadline = time.monotonic() + 60
+    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(multiprocessing.active_children()) - before == set()
+    with pytest.raises(PublishError) as raised:
+        publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+    assert str(raised.value) == f"{config.feeds_dir}: the daemon is stopping; old files kept"
+    assert not config.feeds_dir.exists()  # nothing was written
