@@ -44,12 +44,14 @@ __all__ = [
     "CACHE_FILE",
     "Fragment",
     "FragmentCache",
+    "SpillFile",
     "Spilled",
     "code_digest",
     "forget_fragments",
     "fragment",
     "fragment_bytes",
     "fragment_cache",
+    "fragment_key",
     "fragment_tail",
     "joined",
 ]
@@ -109,7 +111,7 @@ def _namespace() -> bytes:
     return f"{code_digest()}|{sys.version}|{'|'.join(versions)}|{zones}|{_SCHEMA}".encode()
 
 
-class _SpillFile:
+class SpillFile:
     """An unlinked temporary file that fragments are appended to and read back from (any thread).
 
     Appends are buffered (one write per megabyte); a read of bytes still in the buffer
@@ -185,7 +187,7 @@ class Spilled:
 
     __slots__ = ("_file", "length", "offset")
 
-    def __init__(self, file: _SpillFile | _Held, offset: int, length: int) -> None:
+    def __init__(self, file: SpillFile | _Held, offset: int, length: int) -> None:
         self._file = file
         self.offset = offset
         self.length = length
@@ -234,9 +236,18 @@ class FragmentCache:
     """
 
     def __init__(
-        self, path: Path, *, usable: bool = True, memory_budget: int | None = None, keep_digests: bool = False
+        self,
+        path: Path,
+        *,
+        usable: bool = True,
+        memory_budget: int | None = None,
+        keep_digests: bool = False,
+        scan: bool = True,
     ) -> None:
         """``usable=False``: an earlier step of the same publish found the file unusable (and said so).
+
+        ``scan=False``: no kind is read whole; only what ``prefetch`` asks for is read (a publish
+        that goes through the sources a group at a time needs a group's fragments of every kind).
 
         ``memory_budget``: bytes of one kind's fragments held in memory at most (None: no limit).
         ``keep_digests``: each item's digest is kept until the block ends (about 190 bytes an
@@ -252,8 +263,9 @@ class FragmentCache:
         self._pending: dict[bytes, tuple[str, int, int, bytes, bytes]] = {}
         self._pending_bytes = 0
         self._budget = memory_budget
+        self._scan = scan
         self._held: dict[str, int] = {}  # bytes of each kind's fragments held in memory
-        self._spill: _SpillFile | None = None
+        self._spill: SpillFile | None = None
         self._connection: sqlite3.Connection | None = None
         self._used: set[int] | None = None  # items served or made (when tracked: ``track_use``)
         self._prune = False  # at close, delete the fragments of every item not in ``_used``
@@ -336,6 +348,9 @@ class FragmentCache:
         connection = self._connection
         if connection is None:
             return None
+        if not self._scan:
+            loaded = self._loaded[kind] = {}
+            return loaded
         self._settle_writes()
         try:
             rows = connection.execute("SELECT key, body FROM fragment WHERE kind = ?", (kind,))
@@ -361,7 +376,7 @@ class FragmentCache:
             return body
         try:
             if self._spill is None:
-                self._spill = _SpillFile(self.path.parent)
+                self._spill = SpillFile(self.path.parent)
             spilled = self._spill.append(body)
         except OSError as error:
             _LOG.warning("render cache %s: no spill file (%s): fragments stay in memory", self.path, error)
@@ -369,6 +384,30 @@ class FragmentCache:
             return body
         self.spilled += 1
         return spilled
+
+    _PREFETCH_BATCH = 500  # keys per query (SQLite allows 32,766 parameters)
+
+    def prefetch(self, kind: str, keys: Iterable[bytes]) -> None:
+        """Read the stored fragments of ``kind`` among ``keys`` (``scan=False``): each ``get`` of them is a hit."""
+        connection = self._connection
+        loaded = self._kind(kind)
+        if connection is None or loaded is None:
+            return
+        wanted = [key for key in keys if key not in loaded and key not in self._pending]
+        try:
+            for start in range(0, len(wanted), self._PREFETCH_BATCH):
+                batch = wanted[start : start + self._PREFETCH_BATCH]
+                marks = ",".join("?" * len(batch))
+                query = f"SELECT key, body FROM fragment WHERE kind = ? AND key IN ({marks})"
+                loaded.update(connection.execute(query, (kind, *batch)))
+        except sqlite3.Error as error:
+            self._off(error)
+
+    def forget_prefetched(self) -> None:
+        """Let go of prefetched fragments nobody asked for (``scan=False``), and save the new ones."""
+        self.flush()
+        for loaded in self._loaded.values():
+            loaded.clear()
 
     def get(self, kind: str, key: bytes) -> Fragment | None:
         loaded = self._kind(kind)
@@ -413,7 +452,7 @@ class FragmentCache:
         if self._connection is not None:
             self._pending[key] = (kind, item, version, key, body)
             self._pending_bytes += len(body)
-            if self._pending_bytes > _PENDING_BYTES and self._spill is not None:
+            if self._pending_bytes > _PENDING_BYTES and (self._spill is not None or not self._scan):
                 # Past the budget (a large publish), new fragments are not held until the format ends
                 # either; below it, one write per format (two processes' small writes would take
                 # turns on the file's lock: the medium first publish took 5 s longer).
@@ -545,13 +584,18 @@ _ACTIVE: ContextVar[FragmentCache | None] = ContextVar("clusterfeeds_fragment_ca
 
 @contextmanager
 def fragment_cache(
-    path: Path, *, usable: bool = True, memory_budget: int | None = None, keep_digests: bool = False
+    path: Path,
+    *,
+    usable: bool = True,
+    memory_budget: int | None = None,
+    keep_digests: bool = False,
+    scan: bool = True,
 ) -> Iterator[FragmentCache]:
     """Within the block, ``fragment`` reads and fills the cache at ``path``; new fragments are saved at the end.
 
-    ``memory_budget``, ``keep_digests``: see ``FragmentCache``; the spill file goes at the end of the block.
+    ``memory_budget``, ``keep_digests``, ``scan``: see ``FragmentCache``; the spill file goes at the end of the block.
     """
-    store = FragmentCache(path, usable=usable, memory_budget=memory_budget, keep_digests=keep_digests)
+    store = FragmentCache(path, usable=usable, memory_budget=memory_budget, keep_digests=keep_digests, scan=scan)
     token = _ACTIVE.set(store)
     try:
         yield store
@@ -601,6 +645,20 @@ def _item_digest(item: StoredNews | StoredEvent) -> bytes:
     return digest.digest() + _int64(identity).to_bytes(8, "big", signed=True)
 
 
+def fragment_key(kind: str, item: StoredNews | StoredEvent, variant: str) -> bytes | None:
+    """The key ``fragment`` looks ``item`` up by in the active cache (None: no cache, or not a stored item)."""
+    store = _ACTIVE.get()
+    if store is None or not item.content_hash:
+        return None
+    return _key(store.item_digest(item), kind, variant)
+
+
+def _key(made: bytes, kind: str, variant: str) -> bytes:
+    return hashlib.blake2b(
+        made[:_DIGEST] + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=_DIGEST
+    ).digest()
+
+
 def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Callable[[], bytes]) -> Fragment:
     """``render()``, or the bytes it gave for the same stored item, ``kind`` and ``variant`` before.
 
@@ -613,9 +671,7 @@ def fragment(kind: str, item: StoredNews | StoredEvent, variant: str, render: Ca
     if store is None or not item.content_hash:
         return render()
     made = store.item_digest(item)
-    key = hashlib.blake2b(
-        made[:_DIGEST] + f"\x1e{kind}\x1e{variant}".encode("utf-8", "surrogatepass"), digest_size=_DIGEST
-    ).digest()
+    key = _key(made, kind, variant)
     item_id = int.from_bytes(made[_DIGEST:], "big", signed=True)
     store.use(item_id)
     body = store.get(kind, key)

@@ -201,36 +201,188 @@ def _feed_file(
     origins: dict[str, str],
 ) -> _Output:
     """File ``index`` (see ``_FORMATS``) of one scope (everything, one source, one tag): prefix.xml/.atom/.json/.ics."""
-    defaults = data.config.defaults
-    ttl = _ttl(sources, defaults.interval)
-    base = data.base_url
-    if index == 3:
-        if prefix == "news":
-            calendar_path = "events.ics"
-            calendar_name = f"{defaults.title} events"
-        else:
-            calendar_path = prefix + ".ics"
-            calendar_name = f"{defaults.title} events: {title.removeprefix(defaults.title + ': ')}"
-        fallback_zone = sources[0].timezone.key if len(sources) == 1 else defaults.timezone.key
+    if index == _CALENDAR:
+        calendar = _calendar_spec(prefix, title, sources, data)
         return _Output(
-            calendar_path,
-            ics_parts(events(), name=calendar_name, refresh=ttl, fallback_zone=fallback_zone, year=data.now.year),
+            calendar.path,
+            ics_parts(
+                events(),
+                name=calendar.name,
+                refresh=calendar.refresh,
+                fallback_zone=calendar.fallback_zone,
+                year=data.now.year,
+            ),
         )
-    ext = (".xml", ".atom", ".json")[index]
-    meta = FeedMeta(
+    meta = _feed_meta(index, prefix, title, description, sources, data)
+    path = prefix + _FEED_SUFFIXES[index]
+    if index == 0:
+        return _Output(path, rss_parts(meta, news(), origins))
+    if index == 1:
+        return _Output(path, atom_parts(meta, news()))
+    return _Output(path, json_feed_parts(meta, news()))
+
+
+def _feed_meta(
+    index: int, prefix: str, title: str, description: str, sources: Sequence[SourceConfig], data: PublishInput
+) -> FeedMeta:
+    """What news file ``index`` (0-2) of a scope says about itself."""
+    ttl = _ttl(sources, data.config.defaults.interval)
+    base = data.base_url
+    return FeedMeta(
         title=title,
         description=description,
         home_url=base,
-        self_url=base + prefix + ext,
+        self_url=base + prefix + _FEED_SUFFIXES[index],
         feed_id=base + prefix + ".atom",
         generator=GENERATOR,
         ttl_minutes=max(int(ttl.total_seconds() // 60), 1),
     )
-    if index == 0:
-        return _Output(prefix + ext, rss_parts(meta, news(), origins))
-    if index == 1:
-        return _Output(prefix + ext, atom_parts(meta, news()))
-    return _Output(prefix + ext, json_feed_parts(meta, news()))
+
+
+@dataclass(frozen=True, slots=True)
+class _CalendarSpec:
+    path: str
+    name: str
+    refresh: timedelta
+    fallback_zone: str  # the zone an empty calendar carries
+
+
+def _calendar_spec(prefix: str, title: str, sources: Sequence[SourceConfig], data: PublishInput) -> _CalendarSpec:
+    defaults = data.config.defaults
+    if prefix == "news":
+        path, name = "events.ics", f"{defaults.title} events"
+    else:
+        path, name = prefix + ".ics", f"{defaults.title} events: {title.removeprefix(defaults.title + ': ')}"
+    fallback_zone = sources[0].timezone.key if len(sources) == 1 else defaults.timezone.key
+    return _CalendarSpec(path, name, _ttl(sources, defaults.interval), fallback_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopeSpec:
+    """One scope's files: where, which sources, and what they say about themselves."""
+
+    prefix: str
+    members: Sequence[SourceConfig]
+    description: str
+    title: str
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        calendar = "events.ics" if self.prefix == "news" else self.prefix + ".ics"
+        return (self.prefix + ".xml", self.prefix + ".atom", self.prefix + ".json", calendar)
+
+
+def _tag_sources(sources: Sequence[SourceConfig]) -> dict[str, list[SourceConfig]]:
+    """Each tag's sources, in configuration order."""
+    tag_sources: dict[str, list[SourceConfig]] = {}
+    for source in sources:
+        for tag in dict.fromkeys(source.tags):
+            tag_sources.setdefault(tag, []).append(source)
+    return tag_sources
+
+
+def _scope_specs(config: Config) -> list[_ScopeSpec]:
+    """Every scope in publishing order: merged, each source, each tag (sorted)."""
+    sources = config.sources
+    title = config.defaults.title
+    specs = [_ScopeSpec("news", sources, f"News and events of {len(sources)} European cluster networks, merged", title)]
+    for source in sources:
+        name = clean_text(source.name)
+        specs.append(
+            _ScopeSpec("sources/" + file_stem(source.name), [source], f"News and events of {name}", f"{title}: {name}")
+        )
+    tag_sources = _tag_sources(sources)
+    for tag in sorted(tag_sources):
+        name = clean_text(tag)
+        specs.append(
+            _ScopeSpec("tags/" + file_stem(tag), tag_sources[tag], f"News and events tagged {name}", f"{title}: {name}")
+        )
+    return specs
+
+
+def _common_digest(data: PublishInput) -> bytes:
+    """What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file)."""
+    defaults = data.config.defaults
+    origins = {s.name: s.url for s in data.config.sources}
+    common = hashlib.blake2b(code_digest().encode(), digest_size=16)
+    common.update(repr((defaults, data.base_url, data.now.year, sorted(origins.items()))).encode())
+    return common.digest()
+
+
+def _spec_digest(
+    common: bytes, spec: _ScopeSpec, settings_text: Mapping[str, str], single: bool, pieces: Mapping[str, bytes]
+) -> str:
+    """The scope's digest: its members' settings (interval -> TTL, zone, name, tags) shape the files too."""
+    settings = (spec.prefix, spec.title, spec.description, [settings_text[s.name] for s in spec.members], single)
+    return _scope_digest(common, settings, [pieces[s.name] for s in spec.members])
+
+
+def _render_pages(
+    data: PublishInput,
+    *,
+    latest: Sequence[StoredNews],
+    listed: Sequence[StoredEvent],
+    news_counts: Mapping[str, int],
+    event_counts: Mapping[str, int],
+) -> list[_Output]:
+    """index.html and sources.opml."""
+    config = data.config
+    sources = config.sources
+    cap = config.defaults.max_items
+    title = config.defaults.title
+    states = {s.name: s for s in data.states}
+    index_sources = [
+        IndexSource(
+            name=clean_text(s.name),
+            stem=file_stem(s.name),
+            site=_site(s),
+            tags=s.tags,
+            state=states.get(s.name),
+            items=min(news_counts[s.name], cap) + event_counts[s.name],
+        )
+        for s in sources
+    ]
+    index_tags = [IndexTag(clean_text(t), file_stem(t)) for t in sorted(_tag_sources(sources))]
+    pages = [
+        _Output(
+            "index.html",
+            (
+                render_index(
+                    title=title,
+                    base_url=data.base_url,
+                    news=latest,
+                    events=listed,
+                    sources=index_sources,
+                    tags=index_tags,
+                    now=data.now,
+                ),
+            ),
+        )
+    ]
+    opml_entries = [
+        OpmlEntry(
+            name=clean_text(s.name),
+            xml_url=data.base_url + "sources/" + file_stem(s.name) + ".xml",
+            html_url=_site(s),
+            tags=tuple(clean_text(t) for t in s.tags),
+        )
+        for s in sources
+        if news_counts[s.name] or s.kind is not SourceKind.ICAL
+    ]
+    pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
+    return pages
+
+
+def _valid_until(data: PublishInput, listed: Sequence[StoredEvent], leaving: datetime | None) -> datetime:
+    """When the output would change with no record changing: the index's next days, the past window."""
+    edges = [stable_until(listed, data.now)]
+    if leaving is not None:
+        edges.append(max(leaving, data.now))
+    sources = data.config.sources
+    if len(sources) <= 1:
+        # A calendar without events names the current year's zone rules.
+        edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
+    return min(edges)
 
 
 _PARK_EVENTS = 2_000  # events per pickle when they are parked
@@ -426,26 +578,16 @@ def _plan(data: PublishInput) -> _Plan:
     pieces = {s.name: _source_digest(news_by_source[s.name], event_pieces[s.name]) for s in sources}
     del event_pieces
     made_lists: list[list[list[StoredNews]]] = []  # every scope's news list, once made
-    # What every scope depends on, digested once (1,000 sources' settings are not re-hashed per file).
-    common = hashlib.blake2b(code_digest().encode(), digest_size=16)
-    common.update(repr((defaults, data.base_url, data.now.year, sorted(origins.items()))).encode())
-    common_digest = common.digest()
+    common_digest = _common_digest(data)
     single = len(sources) == 1
-    title = defaults.title
     # A source's settings as text, once per publish (a source is in up to four scopes).
     settings_text = {s.name: repr(s) for s in sources}
 
     def scope(
-        prefix: str,
-        members: Sequence[SourceConfig],
-        description: str,
-        scope_title: str,
+        spec: _ScopeSpec,
         news: Callable[[], list[StoredNews]],
         events: Callable[[], list[StoredEvent]],
     ) -> _Scope:
-        # The members' settings (interval -> TTL, zone, name, tags) shape the files too.
-        settings = (prefix, scope_title, description, [settings_text[s.name] for s in members], single)
-
         made: list[list[StoredNews]] = []  # the scope's news, shared by its three news files
         made_lists.append(made)
 
@@ -457,20 +599,18 @@ def _plan(data: PublishInput) -> _Plan:
         def render(index: int) -> _Output:
             return _feed_file(
                 index,
-                prefix,
-                title=scope_title,
-                description=description,
+                spec.prefix,
+                title=spec.title,
+                description=spec.description,
                 news=scope_news,
                 events=events,
-                sources=members,
+                sources=spec.members,
                 data=data,
                 origins=origins,
             )
 
-        calendar = "events.ics" if prefix == "news" else prefix + ".ics"
-        paths = (prefix + ".xml", prefix + ".atom", prefix + ".json", calendar)
-        digest = _scope_digest(common_digest, settings, [pieces[s.name] for s in members])
-        return _Scope(prefix, paths, digest, render, scope_news)
+        digest = _spec_digest(common_digest, spec, settings_text, single, pieces)
+        return _Scope(spec.prefix, spec.paths, digest, render, scope_news)
 
     def all_news() -> list[StoredNews]:
         return [i for s in sources for i in news_by_source[s.name]]
@@ -571,100 +711,31 @@ def _plan(data: PublishInput) -> _Plan:
         latest[:] = [items[:_LATEST_NEWS]]
         return items
 
-    scopes = [
-        scope(
-            "news",
-            sources,
-            f"News and events of {len(sources)} European cluster networks, merged",
-            title,
-            merged_news,
-            all_events,
-        )
-    ]
-    for source in sources:
+    specs = _scope_specs(config)
+    scopes = [scope(specs[0], merged_news, all_events)]
+    for spec in specs[1 : 1 + len(sources)]:
+        (source,) = spec.members
         scopes.append(
             scope(
-                "sources/" + file_stem(source.name),
-                [source],
-                f"News and events of {clean_text(source.name)}",
-                f"{title}: {clean_text(source.name)}",
-                partial(sort_news, news_by_source[source.name], cap),
-                partial(list, events_by_source[source.name]),
+                spec, partial(sort_news, news_by_source[source.name], cap), partial(list, events_by_source[source.name])
             )
         )
-
-    tag_sources: dict[str, list[SourceConfig]] = {}
-    for source in sources:
-        for tag in dict.fromkeys(source.tags):
-            tag_sources.setdefault(tag, []).append(source)
-    for tag in sorted(tag_sources):
-        members = tag_sources[tag]
-        scopes.append(
-            scope(
-                "tags/" + file_stem(tag),
-                members,
-                f"News and events tagged {clean_text(tag)}",
-                f"{title}: {clean_text(tag)}",
-                partial(members_news, members),
-                partial(members_events, members),
-            )
-        )
+    for spec in specs[1 + len(sources) :]:
+        scopes.append(scope(spec, partial(members_news, spec.members), partial(members_events, spec.members)))
 
     def render_pages() -> list[_Output]:
-        states = {s.name: s for s in data.states}
         news_known, events_known = page_news(), page_events()
-        index_sources = [
-            IndexSource(
-                name=clean_text(s.name),
-                stem=file_stem(s.name),
-                site=_site(s),
-                tags=s.tags,
-                state=states.get(s.name),
-                items=min(news_known.counts[s.name], cap) + events_known.counts[s.name],
-            )
-            for s in sources
-        ]
-        index_tags = [IndexTag(clean_text(t), file_stem(t)) for t in sorted(tag_sources)]
-        pages = [
-            _Output(
-                "index.html",
-                (
-                    render_index(
-                        title=title,
-                        base_url=data.base_url,
-                        news=news_known.latest,
-                        events=events_known.listed,
-                        sources=index_sources,
-                        tags=index_tags,
-                        now=data.now,
-                    ),
-                ),
-            )
-        ]
-        opml_entries = [
-            OpmlEntry(
-                name=clean_text(s.name),
-                xml_url=data.base_url + "sources/" + file_stem(s.name) + ".xml",
-                html_url=_site(s),
-                tags=tuple(clean_text(t) for t in s.tags),
-            )
-            for s in sources
-            if news_known.counts[s.name] or s.kind is not SourceKind.ICAL
-        ]
-        pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
-        return pages
+        return _render_pages(
+            data,
+            latest=news_known.latest,
+            listed=events_known.listed,
+            news_counts=news_known.counts,
+            event_counts=events_known.counts,
+        )
 
     def valid_until() -> datetime:
-        """When the output would change with no record changing: the index's next days, the past window."""
         known = page_events()
-        edges = [stable_until(known.listed, data.now)]
-        leaving = known.leaving
-        if leaving is not None:
-            edges.append(max(leaving, data.now))
-        if single or not sources:
-            # A calendar without events names the current year's zone rules.
-            edges.append(datetime(data.now.year + 1, 1, 1, tzinfo=UTC))
-        return min(edges)
+        return _valid_until(data, known.listed, known.leaving)
 
     if packed is not None and not data.handed_over:
         unpark_events()  # nothing will let them go: decode them now

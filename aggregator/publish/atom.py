@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
@@ -20,12 +21,12 @@ from aggregator.publish._common import (
 )
 from aggregator.store.base import StoredNews
 
-__all__ = ["atom_parts", "render_atom"]
+__all__ = ["ATOM_FOOT", "atom_entry", "atom_head", "atom_parts", "render_atom"]
 
 _ALSO_FROM_SCHEME = "tag:clusterfeeds,2026:source"
 
 
-def _entry(item: StoredNews) -> Fragment:
+def atom_entry(item: StoredNews) -> Fragment:
     """One ``<entry>``, rendered once per publish and reused by every scope that shows it."""
     fragment: Fragment = memoized(
         "atom", item, lambda: stored_fragment("atom", item, "", lambda: _render_entry(item).encode("utf-8"))
@@ -84,7 +85,14 @@ def render_atom(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
 
 def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragment]:
     """``render_atom`` as the pieces it joins."""
-    updated = feed_updated(items)
+    return [atom_head(meta, feed_updated(items)), *[atom_entry(i) for i in items], ATOM_FOOT]
+
+
+ATOM_FOOT = b"</feed>\n"
+
+
+def atom_head(meta: FeedMeta, updated: datetime) -> bytes:
+    """Everything before the first entry; ``updated``: ``feed_updated`` of the items."""
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n<id>',
         text(meta.feed_id),
@@ -104,4 +112,4 @@ def atom_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragment]:
         "</generator>\n",
     ]
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    return ["".join(head).encode("utf-8"), *[_entry(i) for i in items], b"</feed>\n"]
+    return "".join(head).encode("utf-8")

@@ -26,7 +26,10 @@ from aggregator.store.base import StoredEvent
 
 __all__ = [
     "CANCELLED_PREFIX",
+    "ICS_FOOT",
     "PRODID",
+    "RenderedEvent",
+    "calendar_entries",
     "current_events",
     "current_until",
     "escape_lines",
@@ -34,12 +37,15 @@ __all__ = [
     "event_zone",
     "fold",
     "ics_duration",
+    "ics_event",
+    "ics_head",
     "ics_parts",
     "is_current",
     "leaves_window_at",
     "render_ics",
     "rrule_value",
     "unique_uids",
+    "widened",
 ]
 
 PRODID = "-//clusterfeeds//clusterfeeds 0.1//EN"
@@ -50,7 +56,7 @@ _UID_SAFE = "@.-_~:/+=!$&'()*[]#%"
 
 
 @dataclass(frozen=True, slots=True)
-class _Rendered:
+class RenderedEvent:
     text: Fragment  # folded lines, CRLF-terminated, UTF-8 (joined into the calendar without a str copy)
     tzid: str | None
     years: tuple[int, ...]
@@ -175,16 +181,16 @@ def _years(record: EventRecord) -> tuple[int, ...]:
     return tuple(sorted({v.year for v in values if v is not None}))
 
 
-def _event(item: StoredEvent, uid: str) -> _Rendered:
+def ics_event(item: StoredEvent, uid: str) -> RenderedEvent:
     """One VEVENT, rendered once per publish for the merged, per-source and per-tag calendars."""
-    by_uid: dict[str, _Rendered] = memoized("vevent", item, dict)
+    by_uid: dict[str, RenderedEvent] = memoized("vevent", item, dict)
     rendered = by_uid.get(uid)
     if rendered is None:
         rendered = by_uid[uid] = _stored_event(item, uid)
     return rendered
 
 
-def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
+def _stored_event(item: StoredEvent, uid: str) -> RenderedEvent:
     """The VEVENT from the fragment cache (zone and years in a first line before the text), else rendered."""
 
     def render() -> bytes:
@@ -196,7 +202,7 @@ def _stored_event(item: StoredEvent, uid: str) -> _Rendered:
     end = whole.index(b"\n")
     tzid, _, years = whole[:end].decode().partition("\t")
     text = fragment_tail(stored, end + 1)
-    return _Rendered(text, tzid or None, tuple(int(y) for y in years.split(",") if y))
+    return RenderedEvent(text, tzid or None, tuple(int(y) for y in years.split(",") if y))
 
 
 def _render_event(item: StoredEvent, uid: str) -> tuple[bytes, str | None, tuple[int, ...]]:
@@ -420,12 +426,39 @@ def ics_parts(
     year: int,
 ) -> list[Fragment]:
     """``render_ics`` as the pieces it joins."""
-    pairs = sorted(_without_rdates(unique_uids(events)), key=_order)
-    rendered = [_event(item, uid) for item, uid in pairs]
-    zones: dict[str, list[int]] = {}
+    rendered = [ics_event(item, uid) for item, uid in calendar_entries(events)]
+    zones: dict[str, tuple[int, int]] = {}
     for part in rendered:
         if part.tzid:
-            zones.setdefault(part.tzid, []).extend(part.years)
+            zones[part.tzid] = widened(zones.get(part.tzid), part.years)
+    head = ics_head(name=name, refresh=refresh, zones=zones, fallback_zone=fallback_zone, year=year, empty=not rendered)
+    return [head, *[part.text for part in rendered], ICS_FOOT]
+
+
+def calendar_entries(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:
+    """The VEVENTs of a calendar of ``events``, in order, each with the UID it is published under."""
+    return sorted(_without_rdates(unique_uids(events)), key=_order)
+
+
+def widened(span: tuple[int, int] | None, years: Sequence[int]) -> tuple[int, int]:
+    """The first and last year of ``span`` and ``years`` (what a zone's VTIMEZONE must cover)."""
+    low, high = min(years), max(years)
+    return (low, high) if span is None else (min(span[0], low), max(span[1], high))
+
+
+ICS_FOOT = b"END:VCALENDAR\r\n"
+
+
+def ics_head(
+    *,
+    name: str,
+    refresh: timedelta,
+    zones: dict[str, tuple[int, int]],
+    fallback_zone: str,
+    year: int,
+    empty: bool,
+) -> bytes:
+    """Everything before the first VEVENT: ``zones`` are the TZIDs used with their first and last year."""
     head = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
@@ -436,11 +469,10 @@ def ics_parts(
         f"REFRESH-INTERVAL;VALUE=DURATION:{ics_duration(refresh)}",
         f"X-PUBLISHED-TTL:{ics_duration(refresh)}",
     ]
-    if not rendered:
+    if empty:
         # RFC 5545 3.6: a calendar holds at least one component; an empty one carries its zone.
-        zones[fallback_zone] = [year]
+        zones = {**zones, fallback_zone: (year, year)}
     for tzid in sorted(zones):
-        years = zones[tzid]
-        head += vtimezone_lines(tzid, min(years), max(years))
-    head_text = "".join(fold(line) for line in head).encode("utf-8")
-    return [head_text, *[part.text for part in rendered], b"END:VCALENDAR\r\n"]
+        first, last = zones[tzid]
+        head += vtimezone_lines(tzid, first, last)
+    return "".join(fold(line) for line in head).encode("utf-8")

@@ -19,7 +19,14 @@ from aggregator.publish._common import (
 from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredNews
 
-__all__ = ["json_feed_parts", "render_json_feed"]
+__all__ = [
+    "JSON_FEED_BETWEEN",
+    "JSON_FEED_FOOT",
+    "json_feed_head",
+    "json_feed_item",
+    "json_feed_parts",
+    "render_json_feed",
+]
 
 VERSION = "https://jsonfeed.org/version/1.1"
 
@@ -29,7 +36,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _item(item: StoredNews) -> Fragment:
+def json_feed_item(item: StoredNews) -> Fragment:
     """One item object, serialised once per publish and reused by every scope that shows it."""
     fragment: Fragment = memoized(
         "json",
@@ -79,6 +86,21 @@ def render_json_feed(meta: FeedMeta, items: Sequence[StoredNews]) -> bytes:
 
 def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragment]:
     """``render_json_feed`` as the pieces it joins."""
+    parts: list[Fragment] = [json_feed_head(meta)]
+    for index, item in enumerate(items):
+        if index:
+            parts.append(JSON_FEED_BETWEEN)  # a piece of its own: the item's bytes are shared, not copied
+        parts.append(json_feed_item(item))
+    parts.append(JSON_FEED_FOOT)
+    return parts
+
+
+JSON_FEED_BETWEEN = b",\n"
+JSON_FEED_FOOT = b"\n]}\n"
+
+
+def json_feed_head(meta: FeedMeta) -> bytes:
+    """Everything before the first item."""
     head = {
         "version": VERSION,
         "title": meta.title,
@@ -89,10 +111,4 @@ def json_feed_parts(meta: FeedMeta, items: Sequence[StoredNews]) -> list[Fragmen
     }
     head_text = _dumps(head)[:-1]  # reopen the object to append "items" without re-serialising them
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    parts: list[Fragment] = [(head_text + ',"items":[\n').encode("utf-8", "replace")]
-    for index, item in enumerate(items):
-        if index:
-            parts.append(b",\n")  # a piece of its own: the item's bytes are shared, not copied
-        parts.append(_item(item))
-    parts.append(b"\n]}\n")
-    return parts
+    return (head_text + ',"items":[\n').encode("utf-8", "replace")

@@ -9,6 +9,7 @@ and the other formats; only the cheap escaping and joining repeats. Strings are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from aggregator.fragments import Fragment, joined
 from aggregator.fragments import fragment as stored_fragment
@@ -24,7 +25,7 @@ from aggregator.publish._common import (
 )
 from aggregator.store.base import StoredNews
 
-__all__ = ["render_rss", "rss_parts"]
+__all__ = ["RSS_FOOT", "render_rss", "rss_head", "rss_item", "rss_parts"]
 
 _HEAD = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -33,7 +34,7 @@ _HEAD = (
 )
 
 
-def _item(item: StoredNews, origin_url: str | None) -> Fragment:
+def rss_item(item: StoredNews, origin_url: str | None) -> Fragment:
     """One ``<item>``; ``origin_url`` is the source's own feed, for the ``<source>`` element.
 
     Rendered once per publish (the origin of a source is fixed within one) and reused by
@@ -89,7 +90,22 @@ def render_rss(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, s
 
 def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, str]) -> list[Fragment]:
     """``render_rss`` as the pieces it joins: written one after the other, never copied into one object."""
-    updated = feed_updated(items)
+    origin_urls: dict[str, str | None] = {}  # per source, not per item
+    body: list[Fragment] = [rss_head(meta, feed_updated(items))]
+    for item in items:
+        source = item.record.source
+        if source not in origin_urls:
+            origin_urls[source] = safe_url(origins.get(source))
+        body.append(rss_item(item, origin_urls[source]))
+    body.append(RSS_FOOT)
+    return body
+
+
+RSS_FOOT = b"</channel>\n</rss>\n"
+
+
+def rss_head(meta: FeedMeta, updated: datetime) -> bytes:
+    """Everything before the first item; ``updated``: ``feed_updated`` of the items."""
     head = [
         _HEAD,
         "<title>",
@@ -108,13 +124,5 @@ def rss_parts(meta: FeedMeta, items: Sequence[StoredNews], origins: dict[str, st
         str(meta.ttl_minutes),
         "</ttl>\n",
     ]
-    origin_urls: dict[str, str | None] = {}  # per source, not per item
-    body: list[Fragment] = ["".join(head).encode("utf-8")]
-    for item in items:
-        source = item.record.source
-        if source not in origin_urls:
-            origin_urls[source] = safe_url(origins.get(source))
-        body.append(_item(item, origin_urls[source]))
     # Fragments are kept as UTF-8: the document is joined once, as bytes, never as a (wider) str too.
-    body.append(b"</channel>\n</rss>\n")
-    return body
+    return "".join(head).encode("utf-8")

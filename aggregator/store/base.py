@@ -59,6 +59,7 @@ class Store(Protocol):
         limit: int | None = None,
         known: Mapping[tuple[str, str], StoredNews] | None = None,
         per_source: int | None = None,
+        sources: Collection[str] | None = None,
     ) -> list[StoredNews]:
         """News newest first (published, else first_seen).
 
@@ -66,7 +67,12 @@ class Store(Protocol):
         content digest is still the same; only the other rows' payloads are read and decoded.
         ``per_source``: only the newest that many of each source (ties broken by key), so a
         publish reads what its capped feeds can show, not every item stored over the years.
+        ``sources``: only these sources' news (a publish that goes through the sources a group at a time).
         """
+        ...
+
+    def count_news(self) -> int:
+        """How many news are stored (a publish chooses how to go through them)."""
         ...
 
     def events(
@@ -76,8 +82,12 @@ class Store(Protocol):
         source: str | None = None,
         tag: str | None = None,
         known: Mapping[tuple[str, str], StoredEvent] | None = None,
+        sources: Collection[str] | None = None,
     ) -> list[StoredEvent]:
-        """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one (``known``: as news)."""
+        """Events that end (or start, if open-ended) at or after ``since``, plus every recurring one.
+
+        ``known``, ``sources``: as in ``news``.
+        """
         ...
 
     def count_events(self, *, since: datetime) -> int:

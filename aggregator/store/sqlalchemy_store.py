@@ -90,20 +90,22 @@ def _match(rules: int | None, link: str | None, title: int | None, record: Recor
     return MatchKeys(record.link if link is None else (link or None), title)
 
 
-def _newest_of_each_source(query: Any, per_source: int | None) -> Any:
-    """``query`` (news rows) narrowed to each source's newest ``per_source`` (all when None)."""
+def _newest_of_each_source(query: Any, per_source: int | None, sources: Collection[str] | None = None) -> Any:
+    """``query`` (news rows) narrowed to each source's newest ``per_source`` (all when None).
+
+    ``sources``: the query reads only these sources, so only their rows are ranked.
+    """
     if per_source is None:
         return query
     newest_first = (records.c.sort_at.desc(), records.c.key)
-    ranked = (
-        select(
-            records.c.source.label("ranked_source"),
-            records.c.key.label("ranked_key"),
-            func.row_number().over(partition_by=records.c.source, order_by=newest_first).label("rank"),
-        )
-        .where(records.c.kind == RecordKind.NEWS.value)
-        .subquery("ranked")
-    )
+    ranked_rows = select(
+        records.c.source.label("ranked_source"),
+        records.c.key.label("ranked_key"),
+        func.row_number().over(partition_by=records.c.source, order_by=newest_first).label("rank"),
+    ).where(records.c.kind == RecordKind.NEWS.value)
+    if sources is not None:
+        ranked_rows = ranked_rows.where(records.c.source.in_(sorted(sources)))
+    ranked = ranked_rows.subquery("ranked")
     same_row = and_(ranked.c.ranked_source == records.c.source, ranked.c.ranked_key == records.c.key)
     return query.join(ranked, same_row).where(ranked.c.rank <= per_source)
 
@@ -554,8 +556,16 @@ class SqlStore:
             )
         return records.c.first_seen, records.c.changed_at
 
-    def _record_query(self, kind: RecordKind, source: str | None, tag: str | None, *, light: bool = False) -> Any:
-        """The rows of ``kind`` (of one source, with one tag); ``light``: identity and content digest only."""
+    def _record_query(
+        self,
+        kind: RecordKind,
+        source: str | None,
+        tag: str | None,
+        *,
+        light: bool = False,
+        sources: Collection[str] | None = None,
+    ) -> Any:
+        """The rows of ``kind`` (of one source or of ``sources``, with one tag); ``light``: identity and digest only."""
         columns = (
             (records.c.source, records.c.key, records.c.content_hash)
             if light
@@ -572,6 +582,8 @@ class SqlStore:
         query = select(*columns).where(records.c.kind == kind.value)
         if source is not None:
             query = query.where(records.c.source == source)
+        if sources is not None:
+            query = query.where(records.c.source.in_(sorted(sources)))
         if tag is not None:
             query = query.where(
                 exists().where(
@@ -591,23 +603,26 @@ class SqlStore:
         limit: int | None = None,
         known: Mapping[tuple[str, str], StoredNews] | None = None,
         per_source: int | None = None,
+        sources: Collection[str] | None = None,
     ) -> list[StoredNews]:
         """News newest first (published, else first_seen); ``tag`` matches ignoring case.
 
         ``per_source``: only each source's newest that many (ties by key, as ``sort_news``).
+        ``sources``: only these sources' news (a publish that goes through the sources a group at a time).
 
         With ``known``, rows whose content digest is unchanged are taken from it (see ``_read_known``).
         """
         if per_source is not None and self._most_news_of_one_source() <= per_source:
             per_source = None  # no source has more: ranking would cost a sort and leave every row
         order = (records.c.sort_at.desc(), records.c.source, records.c.key)
-        query = _newest_of_each_source(self._record_query(RecordKind.NEWS, source, tag), per_source).order_by(*order)
+        rows = self._record_query(RecordKind.NEWS, source, tag, sources=sources)
+        query = _newest_of_each_source(rows, per_source, sources).order_by(*order)
         if limit is not None:
             query = query.limit(limit)
         if known is None:
             return self._read("reading news", query, _stored_news)
-        light = self._record_query(RecordKind.NEWS, source, tag, light=True)
-        light = _newest_of_each_source(light, per_source).order_by(*order)
+        light = self._record_query(RecordKind.NEWS, source, tag, light=True, sources=sources)
+        light = _newest_of_each_source(light, per_source, sources).order_by(*order)
         if limit is not None:
             light = light.limit(limit)
         return self._read_known("reading news", light, query, RecordKind.NEWS, known, _stored_news)
@@ -625,17 +640,27 @@ class SqlStore:
         source: str | None = None,
         tag: str | None = None,
         known: Mapping[tuple[str, str], StoredEvent] | None = None,
+        sources: Collection[str] | None = None,
     ) -> list[StoredEvent]:
         """Events ending (or starting, if open-ended) at or after ``since``, plus every recurring one.
 
-        Ordered by start (UTC), then source and key. ``known``: as in ``news``.
+        Ordered by start (UTC), then source and key. ``known``, ``sources``: as in ``news``.
         """
         current = _current_events(since)
-        query = self._record_query(RecordKind.EVENT, source, tag).where(current).order_by(*_EVENT_ORDER)
+        query = (
+            self._record_query(RecordKind.EVENT, source, tag, sources=sources).where(current).order_by(*_EVENT_ORDER)
+        )
         if known is None:
             return self._read("reading events", query, _stored_event)
-        light = self._record_query(RecordKind.EVENT, source, tag, light=True).where(current).order_by(*_EVENT_ORDER)
+        light = self._record_query(RecordKind.EVENT, source, tag, light=True, sources=sources)
+        light = light.where(current).order_by(*_EVENT_ORDER)
         return self._read_known("reading events", light, query, RecordKind.EVENT, known, _stored_event)
+
+    def count_news(self) -> int:
+        """How many news are stored."""
+        query = select(func.count()).select_from(records).where(records.c.kind == RecordKind.NEWS.value)
+        with self._transaction("counting news", write=False) as conn:
+            return int(conn.execute(query).scalar_one())
 
     def count_events(self, *, since: datetime) -> int:
         """How many events ``events(since=since)`` would return."""
