@@ -108,6 +108,9 @@ class Defaults:
     # A publish forks helpers only while the records they would copy (decoded) take at most this many
     # MB; beyond, one process renders every format: slower, without a second copy of the records.
     publish_copy_limit_mb: int = 100
+    # Past this many stored news and current events, a publish reads the sources a group at a time and
+    # makes the merged and tag files from an index of the items, never holding all records decoded.
+    publish_stream_records: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ _DEFAULT_KEYS = (
     "publish_processes",
     "publish_memory_mb",
     "publish_copy_limit_mb",
+    "publish_stream_records",
     "data_dir",
     "feeds_dir",
 )
@@ -297,6 +301,7 @@ def _read_defaults(scope: _Scope) -> Defaults:
         publish_processes=_pick(scope.integer("publish_processes", minimum=1, maximum=4), base.publish_processes),
         publish_memory_mb=_pick(scope.integer("publish_memory_mb", minimum=0), base.publish_memory_mb),
         publish_copy_limit_mb=_pick(scope.integer("publish_copy_limit_mb", minimum=0), base.publish_copy_limit_mb),
+        publish_stream_records=_pick(scope.integer("publish_stream_records", minimum=0), base.publish_stream_records),
     )
 
 

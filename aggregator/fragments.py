@@ -470,6 +470,10 @@ class FragmentCache:
         self._used = set()
         self._prune = prune
 
+    def prune_at_close(self) -> None:
+        """Delete, at ``close``, the fragments of every item not used since ``track_use`` (all scopes were rendered)."""
+        self._prune = self._used is not None
+
     def add_used(self, items: set[int] | None) -> None:
         """Items another process of the same publish used (None: it could not save its new fragments)."""
         if items is None:

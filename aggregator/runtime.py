@@ -42,6 +42,7 @@ from aggregator.publish import (
     published_still_current,
     remember_publish,
 )
+from aggregator.publish.streamed import publish_streamed, publishes_streamed
 from aggregator.records import SourceState
 from aggregator.serve import EmbeddedServer, build_app, server_config
 from aggregator.store import open_store
@@ -289,11 +290,16 @@ def _read_ahead(config: Config, parent_pid: int) -> None:
         os.nice(READ_AHEAD_NICE)
     store = open_configured_store(config)
     since = datetime.now(UTC) - timedelta(days=config.defaults.past_days)
-    with collector_paused():
-        news = {(i.record.source, i.record.key): i for i in store.news(per_source=news_per_source(config))}
-        events: dict[tuple[str, str], StoredEvent] = {}
-        if not events_are_packed(config, store.count_events(since=since)):  # else read as a stream by the publish
-            events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
+    news: dict[tuple[str, str], StoredNews] = {}
+    events: dict[tuple[str, str], StoredEvent] = {}
+    count_events = store.count_events(since=since)
+    if publishes_streamed(config, store.count_news() + count_events):
+        pass  # the publish reads a group of sources at a time: nothing to read ahead
+    else:
+        with collector_paused():
+            news = {(i.record.source, i.record.key): i for i in store.news(per_source=news_per_source(config))}
+            if not events_are_packed(config, count_events):  # else read as a stream by the publish
+                events = {(e.record.source, e.record.key): e for e in store.events(since=since)}
     _READ_AHEAD.append((_store_location(config), store, news, events))
 
 
@@ -343,6 +349,11 @@ def _render_and_write(
     since = now - timedelta(days=config.defaults.past_days)
     started = time.perf_counter()
     known_news, known_events = known or (None, None)
+    if publishes_streamed(config, store.count_news() + store.count_events(since=since)):
+        del known, known_news, known_events  # read again a group of sources at a time
+        report = publish_streamed(config.feeds_dir, config, store, now=now, base_url=base_url, states=states)
+        remember_publish(config, token, report)
+        return report
     news, news_keys = _with_match_keys(store.news(known=known_news, per_source=news_per_source(config)))
     packed: PackedEvents | None = None
     events: list[StoredEvent] = []
