@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -53,6 +53,7 @@ __all__ = [
     "fragment_cache",
     "fragment_key",
     "fragment_tail",
+    "item_number",
     "joined",
 ]
 
@@ -268,7 +269,8 @@ class FragmentCache:
         self._spill: SpillFile | None = None
         self._connection: sqlite3.Connection | None = None
         self._used: set[int] | None = None  # items served or made (when tracked: ``track_use``)
-        self._prune = False  # at close, delete the fragments of every item not in ``_used``
+        self._prune = False  # at close, delete the fragments of every item not in ``_used`` (or ``_kept``)
+        self._kept: Collection[int] | None = None  # ``prune_at_close``'s items
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future[None]] = []
         self._write_connection: sqlite3.Connection | None = None
@@ -470,9 +472,13 @@ class FragmentCache:
         self._used = set()
         self._prune = prune
 
-    def prune_at_close(self) -> None:
-        """Delete, at ``close``, the fragments of every item not used since ``track_use`` (all scopes were rendered)."""
-        self._prune = self._used is not None
+    def prune_at_close(self, items: Collection[int]) -> None:
+        """Delete, at ``close``, the fragments of every item but ``items`` (distinct ``item_number``s).
+
+        For a publish that knows every item it showed without tracking each use (``track_use``).
+        """
+        self._kept = items
+        self._prune = True
 
     def add_used(self, items: set[int] | None) -> None:
         """Items another process of the same publish used (None: it could not save its new fragments)."""
@@ -549,11 +555,12 @@ class FragmentCache:
         self.flush()
         self._wait_for_writes()
         if self._write_failed:
-            self._used = None  # what was used is not all saved: nothing to conclude about the rest
+            self._used = self._kept = None  # what was used is not all saved: nothing to conclude about the rest
         self._loaded.clear()
         self.forget_digests()
-        if self._prune and self._used is not None and self._connection is not None:
-            self._delete_unused(self._connection, self._used)
+        kept = self._used if self._kept is None else self._kept
+        if self._prune and kept is not None and self._connection is not None:
+            self._delete_unused(self._connection, kept)
         self._prune = False
         if self._connection is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -563,7 +570,7 @@ class FragmentCache:
             self._spill.close()
             self._spill = None
 
-    def _delete_unused(self, connection: sqlite3.Connection, used: set[int]) -> None:
+    def _delete_unused(self, connection: sqlite3.Connection, used: Collection[int]) -> None:
         try:
             (stored,) = connection.execute("SELECT count(DISTINCT item) FROM fragment").fetchone()
             if stored <= len(used):
@@ -655,6 +662,11 @@ def fragment_key(kind: str, item: StoredNews | StoredEvent, variant: str) -> byt
     if store is None or not item.content_hash:
         return None
     return _key(store.item_digest(item), kind, variant)
+
+
+def item_number(item: StoredNews | StoredEvent) -> int:
+    """The 64-bit number the cache files the item's fragments under (its source, kind and key)."""
+    return _int64(_item_text(item)[0])
 
 
 def _key(made: bytes, kind: str, variant: str) -> bytes:

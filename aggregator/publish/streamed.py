@@ -18,17 +18,19 @@ UIDs, starts) that hash alike among a publish's 260,000 items are a chance of ab
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import heapq
 import logging
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from aggregator.config import Config
 from aggregator.dedupe import _publication_day, _series_key, _similar, _start_key
@@ -42,6 +44,7 @@ from aggregator.fragments import (
     fragment_bytes,
     fragment_cache,
     fragment_key,
+    item_number,
 )
 from aggregator.matching import MatchKeys, match_keys, reposted
 from aggregator.publish import (
@@ -56,32 +59,32 @@ from aggregator.publish import (
     PublishReport,
     _calendar_spec,
     _common_digest,
-    _events_piece,
+    _event_token,
     _feed_meta,
     _files,
     _load_state,
+    _news_token,
     _Output,
     _render_pages,
     _save_state,
     _scope_specs,
     _ScopeSpec,
-    _source_digest,
     _spec_digest,
     _stamp,
     _valid_until,
     news_per_source,
 )
-from aggregator.publish._common import EPOCH, FeedMeta, news_date, render_memo, safe_url, sort_news
-from aggregator.publish.atom import ATOM_FOOT, atom_entry, atom_head, atom_parts
+from aggregator.publish._common import EPOCH, FeedMeta, news_date, render_memo, safe_url
+from aggregator.publish.atom import ATOM_FOOT, atom_entry, atom_head
 from aggregator.publish.ics import (
     ICS_FOOT,
     RenderedEvent,
     _last_instant_start,
     _without_rdates,
-    current_events,
-    current_until,
     ics_event,
     ics_head,
+    is_current,
+    leaves_window_at,
     widened,
 )
 from aggregator.publish.index import _UPCOMING_DAYS, listed_events, upcoming
@@ -90,9 +93,8 @@ from aggregator.publish.jsonfeed import (
     JSON_FEED_FOOT,
     json_feed_head,
     json_feed_item,
-    json_feed_parts,
 )
-from aggregator.publish.rss import RSS_FOOT, rss_head, rss_item, rss_parts
+from aggregator.publish.rss import RSS_FOOT, rss_head, rss_item
 from aggregator.records import SourceState
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import Store, StoredEvent, StoredNews
@@ -145,7 +147,7 @@ class _NewsRows:
     def __init__(self, spill: SpillFile) -> None:
         self.source = array("i")  # position of its source in the configuration
         self.position = array("i")  # position in its source's ``sort_news`` order
-        self.key_hash = array("q")
+        self.number = array("q")  # ``fragments.item_number``: its source, kind and key
         self.key_rank = array("i")  # rank of its key among its source's (the tie-break after the source)
         self.newest_first = array("q")  # ``_newest_first``'s microseconds: EPOCH minus its date
         self.first_seen = array("q")
@@ -166,7 +168,7 @@ class _EventRows:
 
     def __init__(self, spill: SpillFile) -> None:
         self.source = array("i")
-        self.key_hash = array("q")
+        self.number = array("q")
         self.key_rank = array("i")
         self.first_seen = array("q")
         self.link = array("q")
@@ -267,15 +269,6 @@ def _plain_news(item: StoredNews, index: int, origin: str | None) -> Fragment:
     if index == 1:
         return atom_entry(item)
     return json_feed_item(item)
-
-
-def _news_output(index: int, path: str, meta: FeedMeta, items: list[StoredNews], origins: dict[str, str]) -> _Output:
-    """A source's own news file, by the usual renderers (its items' fragments are in the render memo)."""
-    if index == 0:
-        return _Output(path, rss_parts(meta, items, origins))
-    if index == 1:
-        return _Output(path, atom_parts(meta, items))
-    return _Output(path, json_feed_parts(meta, items))
 
 
 def _shared_news_output(index: int, path: str, meta: FeedMeta, updated: datetime, items: Sequence[Fragment]) -> _Output:
@@ -460,11 +453,37 @@ class _SparseGroups:
         return members
 
 
-_Kept = tuple[int, tuple[str, ...]]  # a row and the other sources it is shown with
+@dataclass(slots=True)
+class _Scoped:
+    """A scope's items after de-duplication: their rows in order, and the kept copies' other sources.
+
+    ``also_from`` holds only the rows shown with other sources than they were stored with (a kept
+    copy); every other row is shown as it was read.
+    """
+
+    rows: array[int]
+    also_from: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _ics_span(years: tuple[int, int] | None) -> tuple[int, ...]:
-    return () if years is None else years
+class _Digest:
+    """``"\x1e".join(tokens)`` digested as the tokens come, one at a time."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.blake2b(digest_size=16)
+        self._first = True
+
+    def add(self, token: str) -> None:
+        self._hash.update(token.encode() if self._first else ("\x1e" + token).encode())
+        self._first = False
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+    def hasher(self) -> Any:
+        return self._hash.copy()
+
+
+_CHUNK = 256  # records decoded, looked up in the render cache and rendered together
 
 
 class _Publish:
@@ -486,25 +505,29 @@ class _Publish:
         self.store = store
         self.cache = cache
         self.spill = spill
+        self.news_order = array("i")
+        self.entry_row = array("i")  # each calendar entry's event row
+        self.entry_rank = array("i")  # the rank of each calendar entry's UID among them all
         self.now = now
         self.data = PublishInput(config=config, news=[], events=[], states=states, now=now, base_url=base_url)
         self.sources = config.sources
         self.cap = config.defaults.max_items
         self.names = [s.name for s in self.sources]
+        self.number_of = {name: number for number, name in enumerate(self.names)}
         rank_of = {name: rank for rank, name in enumerate(sorted(self.names))}
         self.source_rank = array("i", [rank_of[name] for name in self.names])
-        self.origins = {s.name: s.url for s in self.sources}
         self.origin_urls = [safe_url(s.url) for s in self.sources]
-        self.merged_news: list[_Kept] | None = None
         self.since = now - timedelta(days=config.defaults.past_days)
         self.per_source = news_per_source(config)
+        self.series = store.recurring_series()
         self.news = _NewsRows(spill)
         self.events = _EventRows(spill)
-        self.news_range: list[tuple[int, int]] = []  # per source (configuration order): its rows
-        self.event_range: list[tuple[int, int]] = []
+        empty = (0, 0)
+        self.news_range: list[tuple[int, int]] = [empty] * len(self.sources)  # per source: its rows
+        self.event_range: list[tuple[int, int]] = [empty] * len(self.sources)
         self.pieces: dict[str, bytes] = {}
-        self.news_counts: dict[str, int] = {}
-        self.event_counts: dict[str, int] = {}
+        self.news_counts: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.event_counts: dict[str, int] = dict.fromkeys(self.names, 0)
         self.leaving: datetime | None = None
         self.writer = _Writer(feeds_dir)
         self.read_seconds = 0.0
@@ -515,47 +538,44 @@ class _Publish:
         self.done_scopes: dict[str, Any] = {}
         self.rendered: list[str] = []
         self.unchanged_files = 0
-        self.reread_news: dict[int, StoredNews] = {}
-        self.reread_events: dict[int, StoredEvent] = {}
-        self.news_variants: dict[_Kept, tuple[Spilled, ...]] = {}
+        self.texts: dict[int, str] = {}
+        self.news_variants: dict[tuple[int, tuple[str, ...]], tuple[Spilled, ...]] = {}
         self.event_variants: dict[tuple[int, tuple[str, ...], str], list[_Entry]] = {}
         self.keys_to_save: list[tuple[StoredNews | StoredEvent, MatchKeys]] = []
+        self.latest: _Scoped | None = None  # the merged feed's top, for index.html
+        self.all_events: _Scoped | None = None
+        self.valid_until: datetime | None = None
 
     # -- the pass over the sources ----------------------------------------------------------
 
     def read_sources(self, specs: Sequence[_ScopeSpec]) -> None:
-        """Every source's rows into the index; each source's own files written where they changed."""
+        """Every source's rows into the index, a group of sources at a time; each source's own files."""
         own_specs = specs[1 : 1 + len(self.sources)]
         for start in range(0, len(self.sources), _SOURCES_AT_ONCE):
-            group = self.sources[start : start + _SOURCES_AT_ONCE]
-            names = [s.name for s in group]
+            names = self.names[start : start + _SOURCES_AT_ONCE]
+            news_digests = {name: _Digest() for name in names}
+            event_digests = {name: _Digest() for name in names}
             started = time.perf_counter()
-            news = self._with_keys(self.store.news(sources=names, per_source=self.per_source))
-            events = self._with_keys(self.store.events(since=self.since, sources=names))
+            self._read_news(names, news_digests)
+            self._read_events(names, event_digests)
             self.read_seconds += time.perf_counter() - started
             self._save_keys()
-            news_of: dict[str, list[StoredNews]] = {name: [] for name in names}
-            for item in news:
-                news_of[item.record.source].append(item)
-            events_of: dict[str, list[StoredEvent]] = {name: [] for name in names}
-            for event in events:
-                events_of[event.record.source].append(event)
-            del news, events
-            with render_memo():
-                for offset, source in enumerate(group):
-                    number = start + offset
-                    self._read_source(number, own_specs[number], news_of.pop(source.name), events_of.pop(source.name))
-            self.cache.forget_prefetched()
-            self.cache.forget_digests()
+            for name in names:
+                number = self.number_of[name]
+                piece = news_digests[name].hasher()
+                piece.update(b"\x1d")
+                piece.update(event_digests[name].digest())
+                self.pieces[name] = piece.digest()
+                self._write_own(number, own_specs[number])
 
-    def _with_keys(self, items: list[_Item]) -> list[_Item]:
+    def _with_keys(self, items: Iterable[_Item]) -> Iterator[_Item]:
         """``items``, each read without de-duplication keys given them (saved in groups: ``_save_keys``)."""
-        for index, item in enumerate(items):
+        for item in items:
             if item.match is None:
                 keys = match_keys(item.record.link, item.record.title)
-                items[index] = replace(item, match=keys)
-                self.keys_to_save.append((items[index], keys))
-        return items
+                item = replace(item, match=keys)
+                self.keys_to_save.append((item, keys))
+            yield item
 
     def save_keys(self) -> None:
         self._save_keys(at_least=1)
@@ -569,113 +589,165 @@ class _Publish:
             log.warning("de-duplication keys not saved: %s", error)
         self.keys_to_save.clear()
 
-    def _prefetch(
-        self, news: Sequence[StoredNews], origin: str | None, entries: Sequence[tuple[StoredEvent, str]]
-    ) -> None:
-        """Read this source's stored fragments of every kind in one query each (``FragmentCache.prefetch``)."""
-        kinds: dict[str, list[bytes]] = {kind: [] for kind in (*_NEWS_KINDS, "vevent")}
-        for item in news:
+    def _read_news(self, names: Sequence[str], digests: Mapping[str, _Digest]) -> None:
+        """The group's news, one source after the other, into the index (``_NewsRows``)."""
+        rows = self.news
+        chunk: list[StoredNews] = []
+        keys: list[str] = []  # the current source's keys, for its ranks
+        current = -1
+        first_row = 0
+        for item in self._with_keys(self.store.stream_news(sources=names, per_source=self.per_source)):
+            number = self.number_of[item.record.source]
+            if number != current:
+                self._index_news(chunk)
+                if current >= 0:
+                    self._close_news_source(current, first_row, keys)
+                current, first_row, keys = number, len(rows) + len(chunk), []
+            digests[item.record.source].add(_news_token(item))
+            keys.append(item.record.key)
+            chunk.append(item)
+            if len(chunk) >= _CHUNK:
+                self._index_news(chunk)
+            self._save_keys()
+        self._index_news(chunk)
+        if current >= 0:
+            self._close_news_source(current, first_row, keys)
+
+    def _index_news(self, chunk: list[StoredNews]) -> None:
+        """Rows and fragments of ``chunk`` (then emptied); ranks come when the source is closed."""
+        if not chunk:
+            return
+        rows = self.news
+        origins = [self.origin_urls[self.number_of[item.record.source]] for item in chunk]
+        wanted: dict[str, list[bytes]] = {kind: [] for kind in _NEWS_KINDS}
+        for item, origin in zip(chunk, origins, strict=True):
             for kind, variant in zip(_NEWS_KINDS, (origin or "", "", ""), strict=True):
                 key = fragment_key(kind, item, variant)
                 if key is not None:
-                    kinds[kind].append(key)
-        for entry_item, entry_uid in entries:
-            key = fragment_key("vevent", entry_item, entry_uid)
-            if key is not None:
-                kinds["vevent"].append(key)
-        for kind, keys in kinds.items():
-            if keys:
-                self.cache.prefetch(kind, keys)
+                    wanted[kind].append(key)
+        for kind, keys in wanted.items():
+            self.cache.prefetch(kind, keys)
+        with render_memo():
+            for item, origin in zip(chunk, origins, strict=True):
+                record = item.record
+                keys_ = item.match
+                assert keys_ is not None  # given by ``_with_keys``
+                date = news_date(item)
+                canonical = keys_.canonical if record.link else None
+                if record.also_from:
+                    rows.also_from[len(rows)] = record.also_from
+                rows.source.append(self.number_of[record.source])
+                rows.position.append(0)
+                rows.number.append(item_number(item))
+                rows.key_rank.append(0)
+                rows.newest_first.append((EPOCH - date) // _MICROSECOND)
+                rows.first_seen.append(_micros(item.first_seen))
+                rows.updated.append(_micros(max(date, item.changed_at, record.updated or EPOCH)))
+                rows.link.append(0 if canonical is None else _hash(canonical))
+                rows.reposted.append(reposted(record.link, keys_.canonical))
+                rows.title.append(keys_.title)
+                rows.day.append(_publication_day(item).toordinal())
+                for index in range(_CALENDAR):
+                    rows.places[index].append(_plain_news(item, index, origin))
+        chunk.clear()
+        self.cache.forget_prefetched()
+        self.cache.forget_digests()
 
-    def _read_source(self, number: int, spec: _ScopeSpec, news: list[StoredNews], read: list[StoredEvent]) -> None:
-        """One source: its digest, its rows and fragments in the index, its own four files if they changed."""
-        name = self.names[number]
+    def _close_news_source(self, number: int, first_row: int, keys: list[str]) -> None:
+        """The source's ranks: of its keys, and in ``sort_news`` order (newest first, then by id)."""
+        rows = self.news
+        count = len(keys)
+        newest_first = rows.newest_first
+        for rank, k in enumerate(sorted(range(count), key=keys.__getitem__)):
+            rows.key_rank[first_row + k] = rank
+        ordered = sorted(range(count), key=lambda k: (newest_first[first_row + k], keys[k]))
+        for position, k in enumerate(ordered):
+            rows.position[first_row + k] = position
+        self.news_range[number] = (first_row, first_row + count)
+        self.news_counts[self.names[number]] = count
+
+    def _read_events(self, names: Sequence[str], digests: Mapping[str, _Digest]) -> None:
+        """The group's current events, one source after the other, into the index (``_EventRows``)."""
+        rows = self.events
         now, past_days = self.now, self.config.defaults.past_days
-        edge = current_until(read, now, past_days)
-        if edge is not None and (self.leaving is None or edge < self.leaving):
-            self.leaving = edge
-        events = current_events(read, now, past_days)
-        del read
-        self.pieces[name] = _source_digest(news, _events_piece(events))
-        self.news_counts[name] = len(news)
-        self.event_counts[name] = len(events)
-        origin = self.origin_urls[number]
-        own = [_without_rdates([(event, event.record.uid)]) for event in events]
-        self._prefetch(news, origin, [pair for pairs in own for pair in pairs])
-        self.news_range.append(self._index_news(number, news, origin))
-        entries = self._index_events(number, events, own)
+        cutoff = now - timedelta(days=past_days)
+        chunk: list[StoredEvent] = []
+        keys: list[str] = []
+        current = -1
+        first_row = 0
+        for event in self._with_keys(self.store.stream_events(since=self.since, sources=names)):
+            record = event.record
+            edge = leaves_window_at(record, now, past_days)
+            if edge is not None and (self.leaving is None or edge < self.leaving):
+                self.leaving = edge
+            if not is_current(record, self.series, cutoff):
+                continue
+            number = self.number_of[record.source]
+            if number != current:
+                self._index_events(chunk)
+                if current >= 0:
+                    self._close_event_source(current, first_row, keys)
+                current, first_row, keys = number, len(rows) + len(chunk), []
+            digests[record.source].add(_event_token(event))
+            keys.append(record.key)
+            chunk.append(event)
+            if len(chunk) >= _CHUNK:
+                self._index_events(chunk)
+            self._save_keys()
+        self._index_events(chunk)
+        if current >= 0:
+            self._close_event_source(current, first_row, keys)
+
+    def _index_events(self, chunk: list[StoredEvent]) -> None:
+        if not chunk:
+            return
+        rows = self.events
+        own = [_without_rdates([(event, event.record.uid)]) for event in chunk]
+        keys = [fragment_key("vevent", item, uid) for pairs in own for item, uid in pairs]
+        self.cache.prefetch("vevent", [key for key in keys if key is not None])
+        with render_memo():
+            for event, pairs in zip(chunk, own, strict=True):
+                record = event.record
+                keys_ = event.match
+                assert keys_ is not None
+                canonical = keys_.canonical if record.link else None
+                if record.also_from:
+                    rows.also_from[len(rows)] = record.also_from
+                rows.source.append(self.number_of[record.source])
+                rows.number.append(item_number(event))
+                rows.key_rank.append(0)
+                rows.first_seen.append(_micros(event.first_seen))
+                rows.link.append(0 if canonical is None else _hash(canonical))
+                rows.reposted.append(reposted(record.link, keys_.canonical))
+                rows.title.append(keys_.title)
+                rows.when.append(_hash((_start_key(record.start), _series_key(record))))
+                rows.uid.append(record.uid)
+                listable = record.recurrence_id is not None or bool(upcoming([event], self.now, _UPCOMING_DAYS + 1))
+                rows.listable.append(listable)
+                rows.first_entry.append(len(rows.entries))
+                for entry in _entries(pairs, record.uid):
+                    rows.entries.append(entry)
+        chunk.clear()
+        self.cache.forget_prefetched()
+        self.cache.forget_digests()
+
+    def _close_event_source(self, number: int, first_row: int, keys: list[str]) -> None:
+        for rank, k in enumerate(sorted(range(len(keys)), key=keys.__getitem__)):
+            self.events.key_rank[first_row + k] = rank
+        self.event_range[number] = (first_row, first_row + len(keys))
+        self.event_counts[self.names[number]] = len(keys)
+
+    def _write_own(self, number: int, spec: _ScopeSpec) -> None:
+        """A source's own four files, if they changed: its newest news (no de-duplication), all its events."""
         digest = _spec_digest(self.common, spec, self.settings_text, self.single, self.pieces)
         if not self._begin_scope(spec, digest):
             return
-        shown = sort_news(news, self.cap)
-        for index in range(_CALENDAR):
-            meta = _feed_meta(index, spec.prefix, spec.title, spec.description, spec.members, self.data)
-            self.writer.submit(_news_output(index, spec.paths[index], meta, shown, self.origins))
-        entries.sort(key=lambda pair: (pair[0] + pair[1].suffix, pair[1].override, pair[1].recurrence))
-        self.writer.submit(self._calendar_output(spec, [entry for _, entry in entries]))
+        position = self.news.position
+        shown = sorted(range(*self.news_range[number]), key=position.__getitem__)[: self.cap]
+        self._write_news_files(spec, _Scoped(array("i", shown)))
+        self._write_calendar(spec, _Scoped(array("i", range(*self.event_range[number]))), {})
 
-    def _index_news(self, number: int, news: Sequence[StoredNews], origin: str | None) -> tuple[int, int]:
-        rows = self.news
-        first_row = len(rows)
-        position = {id(item): at for at, item in enumerate(sort_news(list(news), len(news)))}
-        key_rank = {key: rank for rank, key in enumerate(sorted(item.record.key for item in news))}
-        for item in news:
-            record = item.record
-            keys = item.match
-            assert keys is not None  # given by ``_with_keys``
-            date = news_date(item)
-            canonical = keys.canonical if record.link else None
-            if record.also_from:
-                rows.also_from[len(rows)] = record.also_from
-            rows.source.append(number)
-            rows.position.append(position[id(item)])
-            rows.key_hash.append(_hash(record.key))
-            rows.key_rank.append(key_rank[record.key])
-            rows.newest_first.append((EPOCH - date) // _MICROSECOND)
-            rows.first_seen.append(_micros(item.first_seen))
-            rows.updated.append(_micros(max(date, item.changed_at, record.updated or EPOCH)))
-            rows.link.append(0 if canonical is None else _hash(canonical))
-            rows.reposted.append(reposted(record.link, keys.canonical))
-            rows.title.append(keys.title)
-            rows.day.append(_publication_day(item).toordinal())
-            for index in range(_CALENDAR):
-                rows.places[index].append(_plain_news(item, index, origin))
-        return first_row, len(rows)
-
-    def _index_events(
-        self, number: int, events: Sequence[StoredEvent], own: Sequence[Sequence[tuple[StoredEvent, str]]]
-    ) -> list[tuple[str, _Entry]]:
-        """The events' rows and calendar entries; returns the entries with their UIDs (the source's calendar)."""
-        rows = self.events
-        first_row = len(rows)
-        key_rank = {key: rank for rank, key in enumerate(sorted(e.record.key for e in events))}
-        calendar: list[tuple[str, _Entry]] = []
-        for event, pairs in zip(events, own, strict=True):
-            record = event.record
-            keys = event.match
-            assert keys is not None
-            canonical = keys.canonical if record.link else None
-            if record.also_from:
-                rows.also_from[len(rows)] = record.also_from
-            rows.source.append(number)
-            rows.key_hash.append(_hash(record.key))
-            rows.key_rank.append(key_rank[record.key])
-            rows.first_seen.append(_micros(event.first_seen))
-            rows.link.append(0 if canonical is None else _hash(canonical))
-            rows.reposted.append(reposted(record.link, keys.canonical))
-            rows.title.append(keys.title)
-            rows.when.append(_hash((_start_key(record.start), _series_key(record))))
-            rows.uid.append(record.uid)
-            listable = record.recurrence_id is not None or bool(upcoming([event], self.now, _UPCOMING_DAYS + 1))
-            rows.listable.append(listable)
-            rows.first_entry.append(len(rows.entries))
-            for entry in _entries(pairs, record.uid):
-                rows.entries.append(entry)
-                calendar.append((record.uid, entry))
-        self.event_range.append((first_row, len(rows)))
-        return calendar
-
-    # -- scopes -------------------------------------------------------------------------------
+    # -- files ----------------------------------------------------------------------------------
 
     def _begin_scope(self, spec: _ScopeSpec, digest: str) -> bool:
         """Whether the scope's files must be rendered (else they are what the previous publish left)."""
@@ -688,66 +760,146 @@ class _Publish:
         self.done_scopes[spec.prefix] = {"digest": digest, "files": {}}
         return True
 
-    def _calendar_output(self, spec: _ScopeSpec, entries: Sequence[_Entry]) -> _Output:
-        calendar = _calendar_spec(spec.prefix, spec.title, spec.members, self.data)
+    def _write_news_files(self, spec: _ScopeSpec, scoped: _Scoped) -> None:
+        rows = scoped.rows
+        newest = max((self.news.updated[row] for row in rows), default=0)
+        updated = EPOCH + timedelta(microseconds=newest)  # ``feed_updated``: EPOCH without items
+        for index in range(_CALENDAR):
+            meta = _feed_meta(index, spec.prefix, spec.title, spec.description, spec.members, self.data)
+            fragments = _Lazy(len(rows), partial(self._news_fragment, scoped, index))
+            self.writer.submit(_shared_news_output(index, spec.paths[index], meta, updated, fragments))
+
+    def _news_fragment(self, scoped: _Scoped, index: int, position: int) -> Fragment:
+        row = scoped.rows[position]
+        also_from = scoped.also_from.get(row)
+        if also_from is None:
+            return self.news.places[index][row]
+        return self.news_variants[(row, also_from)][index]
+
+    def _write_calendar(self, spec: _ScopeSpec, scoped: _Scoped, renamed: Mapping[int, str]) -> None:
+        """The scope's calendar: its events' VEVENTs in ``ics.calendar_entries``' order, and their zones."""
+        ix = self.events
+        entries = ix.entries
+        # Each VEVENT's place in the order as one number (its UID's rank among all UIDs, override, its
+        # RECURRENCE-ID, then its place before sorting: the sort is stable); the few shown under
+        # another UID or with other sources sorted apart, by their UID, and merged in.
+        # (A source's own calendar is written before the ranks are known: its few sorted as text.)
+        ranked = len(self.entry_rank) == len(entries)
+        plain: list[Any] = []
+        plain_entry = array("i")  # by place before sorting: the entry
+        others: list[tuple[str, bool, int, int, _Entry]] = []
+        for row in scoped.rows:
+            also_from = scoped.also_from.get(row)
+            uid = renamed.get(row)
+            if also_from is None and uid is None:
+                for at in range(ix.first_entry[row], self._entries_end(row)):
+                    place = len(plain_entry)
+                    if ranked:
+                        rank = (self.entry_rank[at] << 1) | entries.override[at]
+                        plain.append((((rank << 64) | (entries.recurrence[at] + (1 << 62))) << 32) | place)
+                    else:
+                        plain.append(self._entry_key(at, place, row))
+                    plain_entry.append(at)
+            else:
+                shown_uid = uid or ix.uid[row]
+                context = (row, ix.also_from.get(row, ()) if also_from is None else also_from, shown_uid)
+                for entry in self.event_variants[context]:
+                    place = len(plain_entry)
+                    plain_entry.append(-1)
+                    others.append((shown_uid + entry.suffix, entry.override, entry.recurrence, place, entry))
+        plain.sort()
+        others.sort(key=lambda other: other[:4])
+        low = 0xFFFFFFFF
+        places: Iterable[int]
+        if not ranked:
+            places = (key[3] for key in heapq.merge(plain, (other[:4] for other in others)))
+        elif not others:
+            places = (key & low for key in plain)
+        else:
+            plain_keys = (self._entry_key(plain_entry[key & low], key & low) for key in plain)
+            places = (key[3] for key in heapq.merge(plain_keys, (other[:4] for other in others)))
+        variant_at = {other[3]: other[4] for other in others}
+        refs = array("i")  # an entry, or -1 - its place in ``variants``
+        variants: list[_Entry] = []
         zones: dict[str, tuple[int, int]] = {}
-        for entry in entries:
-            if entry.tzid and entry.years is not None:
-                zones[entry.tzid] = widened(zones.get(entry.tzid), entry.years)
+        for place in places:
+            at = plain_entry[place]
+            if at >= 0:
+                refs.append(at)
+                zone = entries.zone[at]
+                if zone >= 0:
+                    tzid = entries.zones[zone]
+                    zones[tzid] = widened(zones.get(tzid), (entries.first_year[at], entries.last_year[at]))
+            else:
+                entry = variant_at[place]
+                refs.append(-1 - len(variants))
+                variants.append(entry)
+                if entry.tzid and entry.years is not None:
+                    zones[entry.tzid] = widened(zones.get(entry.tzid), entry.years)
+        plain.clear()
+        others.clear()
+        calendar = _calendar_spec(spec.prefix, spec.title, spec.members, self.data)
         head = ics_head(
             name=calendar.name,
             refresh=calendar.refresh,
             zones=zones,
             fallback_zone=calendar.fallback_zone,
             year=self.now.year,
-            empty=not entries,
+            empty=not refs,
         )
-        return _Output(calendar.path, _Parts(head, _Lazy(len(entries), lambda i: entries[i].text), ICS_FOOT))
+
+        def text(position: int) -> Fragment:
+            ref = refs[position]
+            return entries.places[ref] if ref >= 0 else variants[-1 - ref].text
+
+        self.writer.submit(_Output(calendar.path, _Parts(head, _Lazy(len(refs), text), ICS_FOOT)))
+
+    def _entry_key(self, at: int, place: int, row: int | None = None) -> tuple[str, bool, int, int]:
+        """A calendar entry's place in the order spelled out (its UID as text): to merge the few apart in."""
+        entries = self.events.entries
+        uid = self.events.uid[self.entry_row[at] if row is None else row] + entries.suffix.get(at, "")
+        return (uid, bool(entries.override[at]), entries.recurrence[at], place)
+
+    def _entries_end(self, row: int) -> int:
+        ix = self.events
+        return ix.first_entry[row + 1] if row + 1 < len(ix) else len(ix.entries)
 
     def write_shared_scopes(self, specs: Sequence[_ScopeSpec]) -> None:
-        """The merged and tag scopes whose files changed, from the index."""
-        shared = [specs[0], *specs[1 + len(self.sources) :]]
-        positions = {name: number for number, name in enumerate(self.names)}
-        to_render = []
-        for spec in shared:
-            digest = _spec_digest(self.common, spec, self.settings_text, self.single, self.pieces)
-            if self._begin_scope(spec, digest):
-                to_render.append(spec)
+        """The merged and tag scopes whose files changed, from the index, one scope at a time."""
         self._prepare_news_rules()
         self._prepare_event_rules()
-        plans = []
-        for spec in to_render:
-            members = [positions[s.name] for s in spec.members]
-            kept_news = self._scope_news(members, self.cap)
+        for spec in [specs[0], *specs[1 + len(self.sources) :]]:
+            digest = _spec_digest(self.common, spec, self.settings_text, self.single, self.pieces)
+            if not self._begin_scope(spec, digest):
+                continue
+            members = [self.number_of[s.name] for s in spec.members]
+            news = self._scope_news(members, self.cap)
             if spec.prefix == "news":
-                self.merged_news = kept_news
-            plans.append((spec, kept_news, self._scope_events(members)))
-        self._make_variants(plans)
-        for spec, kept_news, kept_events in plans:
-            newest = max((self.news.updated[row] for row, _ in kept_news), default=0)
-            updated = EPOCH + timedelta(microseconds=newest)  # ``feed_updated``: EPOCH without items
-            for index in range(_CALENDAR):
-                meta = _feed_meta(index, spec.prefix, spec.title, spec.description, spec.members, self.data)
-                fragments = _Lazy(len(kept_news), partial(self._news_fragment_at, kept_news, index))
-                self.writer.submit(_shared_news_output(index, spec.paths[index], meta, updated, fragments))
-            self.writer.submit(self._calendar_output(spec, self._calendar(kept_events)))
+                self.latest = _Scoped(news.rows[:_LATEST_NEWS], news.also_from)
+            self._make_news_variants(news)
+            self._write_news_files(spec, news)
+            del news
+            events = self._scope_events(members)
+            if spec.prefix == "news":
+                self.all_events = events
+            renamed = self._renamed_uids(events)
+            self._make_event_variants(events, renamed)
+            self._write_calendar(spec, events, renamed)
+            del events
 
     def write_pages(self) -> None:
         """index.html and OPML, and until when everything stays right."""
         everything = list(range(len(self.sources)))
-        latest_rows = (
-            self.merged_news[:_LATEST_NEWS]
-            if self.merged_news is not None
-            else self._scope_news(everything, min(self.cap, _LATEST_NEWS))
-        )
-        all_events = self._scope_events(everything)
-        listed_rows = [kept for kept in all_events if self.events.listable[kept[0]]]
-        self._reread("news", [row for row, _ in latest_rows])
-        self._reread("events", [row for row, _ in listed_rows])
-        latest = [self._shown_news(kept) for kept in latest_rows]
-        listed = listed_events([self._shown_event(kept) for kept in listed_rows], self.now)
+        latest = self.latest or self._scope_news(everything, min(self.cap, _LATEST_NEWS))
+        all_events = self.all_events or self._scope_events(everything)
+        listed_rows = [row for row in all_events.rows if self.events.listable[row]]
+        news_items = self._read_again("news", latest.rows)
+        event_items = self._read_again("events", listed_rows)
+        shown_news = [_shown(news_items[row], latest.also_from.get(row)) for row in latest.rows]
+        shown_events = [_shown(event_items[row], all_events.also_from.get(row)) for row in listed_rows]
+        listed = listed_events(shown_events, self.now)
         for output in _render_pages(
-            self.data, latest=latest, listed=listed, news_counts=self.news_counts, event_counts=self.event_counts
+            self.data, latest=shown_news, listed=listed, news_counts=self.news_counts, event_counts=self.event_counts
         ):
             self.writer.submit(output)
         self.valid_until = _valid_until(self.data, listed, self.leaving)
@@ -755,36 +907,42 @@ class _Publish:
     # -- news of a scope ------------------------------------------------------------------------
 
     def _prepare_news_rules(self) -> None:
-        """The rows that can meet another (a link or a title and day given twice), and the texts the rules compare."""
+        """Which rows can meet another (a link or a title and day given twice), and the texts the rules compare."""
         rows = self.news
+        self.news_order = array("i", sorted(range(len(rows)), key=self._news_order))  # every row, ``sort_news``
         self.repeated_links = _repeated(rows.link)
-        title_days = [(rows.title[r] << 22) | rows.day[r] if rows.title[r] else 0 for r in range(len(rows))]
-        repeated = _repeated(title_days)
-        texted = [r for r in range(len(rows)) if title_days[r] in repeated]
-        del title_days
-        self._reread("news", texted)
-        self.texts = {r: html_to_text(self.reread_news[r].record.summary) for r in texted}
+        title, day = rows.title, rows.day
+        repeated = _repeated((title[r] << 22) | day[r] if title[r] else 0 for r in range(len(rows)))
+        texted = [r for r in range(len(rows)) if title[r] and (title[r] << 22) | day[r] in repeated]
+        items = self._read_again("news", texted)
+        self.texts = {row: html_to_text(item.record.summary) for row, item in items.items()}
 
     def _news_order(self, row: int) -> int:
         """``sort_news``'s order as one number: newest first, then source name, then the source's own order."""
         rows = self.news
-        return (
-            ((rows.newest_first[row] + (1 << 62)) << 44)
-            | (self.source_rank[rows.source[row]] << 22)
-            | rows.position[row]
-        )
+        newest = rows.newest_first[row] + (1 << 62)
+        return (newest << 44) | (self.source_rank[rows.source[row]] << 22) | rows.position[row]
 
-    def _scope_news(self, members: Sequence[int], cap: int) -> list[_Kept]:
+    def _scope_news(self, members: Sequence[int], cap: int) -> _Scoped:
         """``_merged_newest`` of the members' news: merged over the newest first, widening until ``cap`` remain."""
-        ordered = sorted((r for m in members for r in range(*self.news_range[m])), key=self._news_order)
+        if len(members) == len(self.sources):
+            ordered = self.news_order
+        else:
+            member = bytearray(len(self.sources))
+            for number in members:
+                member[number] = 1
+            source = self.news.source
+            ordered = array("i", (row for row in self.news_order if member[source[row]]))
         window = max(cap * 2, 1)
         while True:
             merged = self._merge_news(ordered[:window])
-            if len(merged) >= cap or window >= len(ordered):
-                return merged[:cap]
+            if len(merged.rows) >= cap or window >= len(ordered):
+                rows = merged.rows[:cap]
+                kept = set(rows) if merged.also_from else set()
+                return _Scoped(rows, {row: af for row, af in merged.also_from.items() if row in kept})
             window *= 2
 
-    def _merge_news(self, rows: Sequence[int]) -> list[_Kept]:
+    def _merge_news(self, rows: array[int]) -> _Scoped:
         """``dedupe.merge_news`` over rows of the index (the same groups, kept copies and order)."""
         ix = self.news
         linked = [(i, ix.link[r]) for i, r in enumerate(rows) if ix.link[r] in self.repeated_links]
@@ -813,6 +971,7 @@ class _Publish:
                     i, j = candidates[a], candidates[b]
                     if groups.find(i) == groups.find(j):
                         continue
+                    # A link match is the stronger evidence: two different links are two stories.
                     if link(i) and link(j) and link(i) != link(j):
                         continue
                     if _similar(texts[a], texts[b]):
@@ -828,56 +987,72 @@ class _Publish:
         first_seen: array[int],
         key_rank: array[int],
         stored_also_from: Mapping[int, tuple[str, ...]],
-    ) -> list[_Kept]:
+    ) -> _Scoped:
         """``dedupe._collapse``: the kept copy of each group with the others' sources, in input order."""
-        kept_at: dict[int, tuple[str, ...]] = {}
+        also_from: dict[int, tuple[str, ...]] = {}
         dropped: set[int] = set()
+        rank = self.source_rank
         for group in groups.members().values():
             keeper = min(
                 group,
-                key=lambda i: (
-                    reposted_[rows[i]],
-                    first_seen[rows[i]],
-                    self.source_rank[source[rows[i]]],
-                    key_rank[rows[i]],
-                ),
+                key=lambda i: (reposted_[rows[i]], first_seen[rows[i]], rank[source[rows[i]]], key_rank[rows[i]]),
             )
             others = {self.names[source[rows[i]]] for i in group}
             others |= {name for i in group for name in stored_also_from.get(rows[i], ())}
             others.discard(self.names[source[rows[keeper]]])
-            kept_at[keeper] = tuple(sorted(others))
+            shown = tuple(sorted(others))
+            if shown != stored_also_from.get(rows[keeper], ()):
+                also_from[rows[keeper]] = shown
             dropped.update(i for i in group if i != keeper)
-        return [
-            (r, kept_at[i] if i in kept_at else stored_also_from.get(r, ()))
-            for i, r in enumerate(rows)
-            if i not in dropped
-        ]
+        if not dropped:
+            return _Scoped(rows if isinstance(rows, array) else array("i", rows), also_from)
+        return _Scoped(array("i", (r for i, r in enumerate(rows) if i not in dropped)), also_from)
 
-    def _news_fragment_at(self, kept: Sequence[_Kept], index: int, position: int) -> Fragment:
-        row, also_from = kept[position]
-        if also_from == self.news.also_from.get(row, ()):
-            return self.news.places[index][row]
-        return self.news_variants[(row, also_from)][index]
-
-    def _shown_news(self, kept: _Kept) -> StoredNews:
-        row, also_from = kept
-        item = self.reread_news[row]
-        if also_from == item.record.also_from:
-            return item
-        return replace(item, record=replace(item.record, also_from=also_from))
+    def _make_news_variants(self, scoped: _Scoped) -> None:
+        """Render the kept copies shown with other sources (read again from the store), once per publish."""
+        needs = sorted((row, af) for row, af in scoped.also_from.items() if (row, af) not in self.news_variants)
+        if not needs:
+            return
+        items = self._read_again("news", [row for row, _ in needs])
+        shown = [_shown(items[row], also_from) for row, also_from in needs]
+        origins = [self.origin_urls[self.news.source[row]] for row, _ in needs]
+        for kind, index in zip(_NEWS_KINDS, range(_CALENDAR), strict=True):
+            keys = [
+                fragment_key(kind, item, (origin or "") if index == 0 else "")
+                for item, origin in zip(shown, origins, strict=True)
+            ]
+            self.cache.prefetch(kind, [key for key in keys if key is not None])
+        with render_memo():
+            for need, item, origin in zip(needs, shown, origins, strict=True):
+                self.news_variants[need] = tuple(
+                    self.spill.append(fragment_bytes(_plain_news(item, index, origin))) for index in range(_CALENDAR)
+                )
+        self.cache.forget_prefetched()
+        self.cache.forget_digests()
 
     # -- events of a scope ------------------------------------------------------------------------
 
     def _prepare_event_rules(self) -> None:
+        """Which rows can meet another (a start given twice), and each calendar entry's UID rank and row."""
         rows = self.events
+        entries = rows.entries
+        self.entry_row = array("i")
+        for row in range(len(rows)):
+            self.entry_row.extend([row] * (self._entries_end(row) - rows.first_entry[row]))
+        uids = [rows.uid[self.entry_row[at]] + entries.suffix.get(at, "") for at in range(len(entries))]
+        rank_of = {uid: rank for rank, uid in enumerate(sorted(set(uids)))}
+        self.entry_rank = array("i", (rank_of[uid] for uid in uids))
+        del uids, rank_of
         self.repeated_event_links = _repeated(rows.link)
         self.repeated_when = _repeated(rows.when)
         self.repeated_uids = _repeated(_hash(uid) for uid in rows.uid)
 
-    def _scope_events(self, members: Sequence[int]) -> list[_Kept]:
+    def _scope_events(self, members: Sequence[int]) -> _Scoped:
         """``merge_events`` of the members' current events (in configuration order, each source's in its order)."""
         ix = self.events
-        rows = [r for m in members for r in range(*self.event_range[m])]
+        rows = array("i")
+        for number in members:
+            rows.extend(range(*self.event_range[number]))
         linked = [(i, ix.link[r]) for i, r in enumerate(rows) if ix.link[r] in self.repeated_event_links]
         listing = _listing(linked, rows, ix.source)
         links = {i: link for i, link in linked if link not in listing}
@@ -893,114 +1068,98 @@ class _Publish:
             groups.join_equal_keys((i, (number, key, ix.when[rows[i]])) for i, key in keyed if key)
         return self._collapse(rows, groups, ix.source, ix.reposted, ix.first_seen, ix.key_rank, ix.also_from)
 
-    def _published_uids(self, kept: Sequence[_Kept]) -> list[str]:
-        """``unique_uids``: a UID that two sources use is suffixed with the source, but for its first user's."""
+    def _renamed_uids(self, scoped: _Scoped) -> dict[int, str]:
+        """``unique_uids``: a UID two sources use is suffixed with the source, but for its first user's."""
         ix = self.events
+        rank = self.source_rank
         owners: dict[str, tuple[int, int]] = {}
-        for row, _ in kept:
-            uid = ix.uid[row]
-            if _hash(uid) in self.repeated_uids:
-                claim = (ix.first_seen[row], self.source_rank[ix.source[row]])
-                current = owners.get(uid)
-                if current is None or claim < current:
-                    owners[uid] = claim
-        out = []
-        for row, _ in kept:
-            uid = ix.uid[row]
-            owner = owners.get(uid)
-            if owner is not None and owner[1] != self.source_rank[ix.source[row]]:
-                uid = f"{uid}-{self.names[ix.source[row]]}"
-            out.append(uid)
-        return out
+        shared = [row for row in scoped.rows if _hash(ix.uid[row]) in self.repeated_uids]
+        for row in shared:
+            claim = (ix.first_seen[row], rank[ix.source[row]])
+            current = owners.get(ix.uid[row])
+            if current is None or claim < current:
+                owners[ix.uid[row]] = claim
+        return {
+            row: f"{ix.uid[row]}-{self.names[ix.source[row]]}"
+            for row in shared
+            if owners[ix.uid[row]][1] != rank[ix.source[row]]
+        }
 
-    def _calendar(self, kept: Sequence[_Kept]) -> list[_Entry]:
-        """The calendar's VEVENTs in ``ics.calendar_entries``' order."""
+    def _make_event_variants(self, scoped: _Scoped, renamed: Mapping[int, str]) -> None:
+        """Render the events shown with other sources or another UID (read again from the store)."""
         ix = self.events
-        entries = ix.entries
-        keyed: list[tuple[tuple[str, bool, int], _Entry]] = []
-        for (row, also_from), uid in zip(kept, self._published_uids(kept), strict=True):
-            if also_from == ix.also_from.get(row, ()) and uid == ix.uid[row]:
-                end = ix.first_entry[row + 1] if row + 1 < len(ix) else len(entries)
-                own = [entries[e] for e in range(ix.first_entry[row], end)]
-            else:
-                own = self.event_variants[(row, also_from, uid)]
-            keyed += [((uid + entry.suffix, entry.override, entry.recurrence), entry) for entry in own]
-        keyed.sort(key=lambda pair: pair[0])
-        return [entry for _, entry in keyed]
-
-    def _shown_event(self, kept: _Kept) -> StoredEvent:
-        row, also_from = kept
-        item = self.reread_events[row]
-        if also_from == item.record.also_from:
-            return item
-        return replace(item, record=replace(item.record, also_from=also_from))
-
-    # -- items read again ---------------------------------------------------------------------------
-
-    def _make_variants(self, plans: Sequence[tuple[_ScopeSpec, list[_Kept], list[_Kept]]]) -> None:
-        """Render the items whose form in a merged or tag file is not their own (read again from the store)."""
-        news_needs: set[_Kept] = set()
-        event_needs: set[tuple[int, tuple[str, ...], str]] = set()
-        for _, kept_news, kept_events in plans:
-            for row, also_from in kept_news:
-                if also_from != self.news.also_from.get(row, ()):
-                    news_needs.add((row, also_from))
-            for (row, also_from), uid in zip(kept_events, self._published_uids(kept_events), strict=True):
-                if also_from != self.events.also_from.get(row, ()) or uid != self.events.uid[row]:
-                    event_needs.add((row, also_from, uid))
-        self._reread("news", [row for row, _ in news_needs])
-        self._reread("events", [row for row, _, _ in event_needs])
+        needs = set()
+        for row in {*scoped.also_from, *renamed}:
+            also_from = scoped.also_from.get(row, ix.also_from.get(row, ()))
+            context = (row, also_from, renamed.get(row, ix.uid[row]))
+            if context not in self.event_variants:
+                needs.add(context)
+        if not needs:
+            return
+        ordered = sorted(needs)
+        items = self._read_again("events", [row for row, _, _ in ordered])
+        own = [
+            _without_rdates(
+                [(_shown(items[row], also_from if also_from != items[row].record.also_from else None), uid)]
+            )
+            for row, also_from, uid in ordered
+        ]
+        keys = [fragment_key("vevent", item, uid) for pairs in own for item, uid in pairs]
+        self.cache.prefetch("vevent", [key for key in keys if key is not None])
         with render_memo():
-            for row, also_from in sorted(news_needs):
-                item = self.reread_news[row]
-                shown = replace(item, record=replace(item.record, also_from=also_from))
-                origin = self.origin_urls[self.news.source[row]]
-                self.news_variants[(row, also_from)] = tuple(
-                    self.spill.append(fragment_bytes(_plain_news(shown, index, origin))) for index in range(_CALENDAR)
-                )
-            for row, also_from, uid in sorted(event_needs):
-                event = self.reread_events[row]
-                if also_from != self.events.also_from.get(row, ()):
-                    event = replace(event, record=replace(event.record, also_from=also_from))
-                self.event_variants[(row, also_from, uid)] = [
+            for context, pairs in zip(ordered, own, strict=True):
+                self.event_variants[context] = [
                     replace(entry, text=self.spill.append(fragment_bytes(entry.text)))
-                    for entry in _entries(_without_rdates([(event, uid)]), uid)
+                    for entry in _entries(pairs, context[2])
                 ]
         self.cache.forget_prefetched()
         self.cache.forget_digests()
 
-    def _reread(self, kind: str, rows: Iterable[int]) -> None:
-        """The items of ``rows`` read again from the store (a group of sources at a time)."""
-        news = kind == "news"
-        ix: _NewsRows | _EventRows = self.news if news else self.events
-        known: dict[int, Any] = self.reread_news if news else self.reread_events
-        wanted: dict[int, list[int]] = {}
-        for row in rows:
-            if row not in known:
-                wanted.setdefault(ix.source[row], []).append(row)
-        numbers = sorted(wanted)
-        for start in range(0, len(numbers), _SOURCES_AT_ONCE):
-            group = numbers[start : start + _SOURCES_AT_ONCE]
-            found = self._read_again(news, [self.names[n] for n in group], limited=True)
-            for number in group:
-                missing = [row for row in wanted[number] if (number, ix.key_hash[row]) not in found]
-                if missing:  # a newer item pushed it out of the newest of its source meanwhile
-                    found.update(self._read_again(news, [self.names[number]], limited=False))
-                for row in wanted[number]:
-                    item = found.get((number, ix.key_hash[row]))
-                    if item is None:
-                        raise PublishError(self.names[number], "an item vanished from the store during the publish")
-                    known[row] = item
+    # -- items read again ---------------------------------------------------------------------------
 
-    def _read_again(self, news: bool, names: list[str], *, limited: bool) -> dict[tuple[int, int], Any]:
-        positions = {name: number for number, name in enumerate(self.names)}
-        items: list[Any]
-        if news:
-            items = self.store.news(sources=names, per_source=self.per_source if limited else None)
+    @overload
+    def _read_again(self, kind: Literal["news"], rows: Iterable[int]) -> dict[int, StoredNews]: ...
+
+    @overload
+    def _read_again(self, kind: Literal["events"], rows: Iterable[int]) -> dict[int, StoredEvent]: ...
+
+    def _read_again(self, kind: str, rows: Iterable[int]) -> dict[int, Any]:
+        """The items of ``rows`` read again from the store, a group of sources at a time, as they stream by."""
+        ix: _NewsRows | _EventRows = self.news if kind == "news" else self.events
+        wanted: dict[int, int] = {ix.number[row]: row for row in rows}  # item number -> row
+        found: dict[int, Any] = {}
+        sources = sorted({ix.source[row] for row in wanted.values()})
+        for start in range(0, len(sources), _SOURCES_AT_ONCE):
+            group = sources[start : start + _SOURCES_AT_ONCE]
+            self._collect(kind, [self.names[n] for n in group], wanted, found, limited=True)
+        missing = {ix.source[row] for row in wanted.values() if row not in found}
+        for number in sorted(missing):  # a newer item pushed it out of its source's newest meanwhile
+            self._collect(kind, [self.names[number]], wanted, found, limited=False)
+        for row in wanted.values():
+            if row not in found:
+                raise PublishError(self.names[ix.source[row]], "an item vanished from the store during the publish")
+        return found
+
+    def _collect(
+        self, kind: str, names: list[str], wanted: Mapping[int, int], found: dict[int, Any], *, limited: bool
+    ) -> None:
+        items: Iterator[StoredNews | StoredEvent]
+        if kind == "news":
+            per_source = self.per_source if limited else None
+            items = self._with_keys(self.store.stream_news(sources=names, per_source=per_source))
         else:
-            items = self.store.events(since=self.since, sources=names)
-        items = self._with_keys(items)
-        return {(positions[i.record.source], _hash(i.record.key)): i for i in items}
+            items = self._with_keys(self.store.stream_events(since=self.since, sources=names))
+        for item in items:
+            row = wanted.get(item_number(item))
+            if row is not None:
+                found[row] = item
+
+
+def _shown(item: _Item, also_from: tuple[str, ...] | None) -> _Item:
+    """``item`` as a scope shows it: with ``also_from`` (None: as stored)."""
+    if also_from is None or also_from == item.record.also_from:
+        return item
+    return replace(item, record=replace(item.record, also_from=also_from))
 
 
 def publish_streamed(
@@ -1023,7 +1182,6 @@ def publish_streamed(
     spill = SpillFile(config.data_dir)
     try:
         with fragment_cache(config.data_dir / CACHE_FILE, keep_digests=True, scan=False) as cache:
-            cache.track_use(prune=False)
             run = _Publish(feeds_dir, config, store, cache, spill, now, base_url, states)
             try:
                 run.read_sources(specs)
@@ -1036,7 +1194,9 @@ def publish_streamed(
                 run.writer.cancel()
                 raise
             if len(run.rendered) == len(specs):
-                cache.prune_at_close()  # every item published passed by: the fragments of the rest are stale
+                cache.prune_at_close(
+                    run.news.number + run.events.number
+                )  # every item published passed by: the fragments of the rest are stale
             hits, misses = cache.hits, cache.misses
     finally:
         spill.close()

@@ -67,7 +67,8 @@ class Store(Protocol):
         content digest is still the same; only the other rows' payloads are read and decoded.
         ``per_source``: only the newest that many of each source (ties broken by key), so a
         publish reads what its capped feeds can show, not every item stored over the years.
-        ``sources``: only these sources' news (a publish that goes through the sources a group at a time).
+        ``sources``: only these sources' news, ordered by source first, each source's newest first (a
+        publish that reads a group of sources at a time).
         """
         ...
 
@@ -94,8 +95,13 @@ class Store(Protocol):
         """How many events ``events(since=since)`` would return (a publish chooses how to hold them)."""
         ...
 
-    def stream_events(self, *, since: datetime) -> Iterator[StoredEvent]:
-        """``events(since=since)`` one by one as they are read, in the same order: never all decoded at once."""
+    def stream_events(self, *, since: datetime, sources: Collection[str] | None = None) -> Iterator[StoredEvent]:
+        """``events(since=since, sources=sources)`` one by one as they are read, in the same order: never all
+        decoded at once."""
+        ...
+
+    def stream_news(self, *, sources: Collection[str], per_source: int | None = None) -> Iterator[StoredNews]:
+        """``news(sources=sources, per_source=per_source)`` one by one as they are read, in the same order."""
         ...
 
     def recurring_series(self) -> set[tuple[str, str]]:

@@ -608,13 +608,15 @@ class SqlStore:
         """News newest first (published, else first_seen); ``tag`` matches ignoring case.
 
         ``per_source``: only each source's newest that many (ties by key, as ``sort_news``).
-        ``sources``: only these sources' news (a publish that goes through the sources a group at a time).
+        ``sources``: only these sources' news, source by source (a publish that reads a group at a time).
 
         With ``known``, rows whose content digest is unchanged are taken from it (see ``_read_known``).
         """
-        if per_source is not None and self._most_news_of_one_source() <= per_source:
+        if per_source is not None and sources is None and self._most_news_of_one_source() <= per_source:
             per_source = None  # no source has more: ranking would cost a sort and leave every row
-        order = (records.c.sort_at.desc(), records.c.source, records.c.key)
+        order: tuple[Any, ...] = (records.c.sort_at.desc(), records.c.source, records.c.key)
+        if sources is not None:  # read by source (its primary-key index), each source's in the same order
+            order = (records.c.source, *order)
         rows = self._record_query(RecordKind.NEWS, source, tag, sources=sources)
         query = _newest_of_each_source(rows, per_source, sources).order_by(*order)
         if limit is not None:
@@ -647,13 +649,13 @@ class SqlStore:
         Ordered by start (UTC), then source and key. ``known``, ``sources``: as in ``news``.
         """
         current = _current_events(since)
-        query = (
-            self._record_query(RecordKind.EVENT, source, tag, sources=sources).where(current).order_by(*_EVENT_ORDER)
-        )
+        # Read by source (its primary-key index), each source's in the same order.
+        order = _EVENT_ORDER if sources is None else (records.c.source, *_EVENT_ORDER)
+        query = self._record_query(RecordKind.EVENT, source, tag, sources=sources).where(current).order_by(*order)
         if known is None:
             return self._read("reading events", query, _stored_event)
         light = self._record_query(RecordKind.EVENT, source, tag, light=True, sources=sources)
-        light = light.where(current).order_by(*_EVENT_ORDER)
+        light = light.where(current).order_by(*order)
         return self._read_known("reading events", light, query, RecordKind.EVENT, known, _stored_event)
 
     def count_news(self) -> int:
@@ -668,14 +670,25 @@ class SqlStore:
         with self._transaction("counting events", write=False) as conn:
             return int(conn.execute(query.where(_current_events(since))).scalar_one())
 
-    def stream_events(self, *, since: datetime) -> Iterator[StoredEvent]:
-        """``events(since=since)`` one by one as they are read, in the same order."""
-        query = self._record_query(RecordKind.EVENT, None, None).where(_current_events(since)).order_by(*_EVENT_ORDER)
+    def stream_events(self, *, since: datetime, sources: Collection[str] | None = None) -> Iterator[StoredEvent]:
+        """``events(since=since, sources=sources)`` one by one as they are read, in the same order."""
+        order = _EVENT_ORDER if sources is None else (records.c.source, *_EVENT_ORDER)
+        query = self._record_query(RecordKind.EVENT, None, None, sources=sources).where(_current_events(since))
+        return self._stream("reading events", query.order_by(*order), _stored_event)
+
+    def stream_news(self, *, sources: Collection[str], per_source: int | None = None) -> Iterator[StoredNews]:
+        """``news(sources=sources, per_source=per_source)`` one by one as they are read, in the same order."""
+        order = (records.c.source, records.c.sort_at.desc(), records.c.key)
+        rows = self._record_query(RecordKind.NEWS, None, None, sources=sources)
+        query = _newest_of_each_source(rows, per_source, sources).order_by(*order)
+        return self._stream("reading news", query, _stored_news)
+
+    def _stream(self, action: str, query: Any, build: Callable[[Any, _Times], _Row]) -> Iterator[_Row]:
         times: _Times = {}
-        with self._transaction("reading events", write=False) as conn:
+        with self._transaction(action, write=False) as conn:
             for row in conn.execute(query.execution_options(yield_per=_READ_BATCH)):
                 self.records_read += 1
-                yield _stored_event(row, times)
+                yield build(row, times)
 
     def recurring_series(self) -> set[tuple[str, str]]:
         """(source, UID) of every stored recurring event (RRULE or RDATE)."""
