@@ -157,8 +157,8 @@ def _files(feeds_dir: Path) -> dict[str, bytes]:
     return {p.relative_to(feeds_dir).as_posix(): p.read_bytes() for p in sorted(feeds_dir.rglob("*")) if p.is_file()}
 
 
-def _store(tmp_path: Path, records: dict[str, list[Record]], seed: int) -> SqlStore:
-    store = open_store(f"sqlite:///{tmp_path / 'shared.sqlite3'}")
+def _store(tmp_path: Path, records: dict[str, list[Record]], seed: int, url: str | None = None) -> SqlStore:
+    store = open_store(url or f"sqlite:///{tmp_path / 'shared.sqlite3'}")
     clock = random.Random(seed)
     for name, items in records.items():
         # Stored over three fetches: first sights and change times differ between and within sources.
@@ -169,15 +169,26 @@ def _store(tmp_path: Path, records: dict[str, list[Record]], seed: int) -> SqlSt
 
 
 @pytest.mark.parametrize(
-    ("seed", "max_items", "count"), [(1, 200, 9), (2, 3, 9), (3, 5, 9), (4, 1, 9), (5, 50, 9), (6, 20, 70)]
+    ("seed", "max_items", "count", "backend"),
+    [
+        (1, 200, 9, "sqlite"),
+        (2, 3, 9, "sqlite"),
+        (3, 5, 9, "sqlite"),
+        (4, 1, 9, "sqlite"),
+        (5, 50, 9, "sqlite"),
+        (6, 20, 70, "sqlite"),
+        (7, 7, 70, "sqlite"),
+        pytest.param(8, 20, 70, "postgresql", marks=pytest.mark.postgres),
+    ],
 )
 def test_streamed_publish_writes_the_bytes_of_the_usual_publish(
-    tmp_path: Path, seed: int, max_items: int, count: int
+    tmp_path: Path, seed: int, max_items: int, count: int, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """(70 sources: more than one group of sources is read.)"""
     sources = _sources(count)
     records = _records(sources, seed)
-    store = _store(tmp_path, records, seed)
+    url = request.getfixturevalue("postgres_server").create_database() if backend == "postgresql" else None
+    store = _store(tmp_path, records, seed, url)
     usual, streamed = _configs(tmp_path, sources, max_items=max_items, past_days=30)
     try:
         plain = publish_from_store(usual, store, now=NOW, base_url=BASE)

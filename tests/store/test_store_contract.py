@@ -272,6 +272,37 @@ def test_news_per_source_keeps_each_sources_newest_with_ties_by_key(store: SqlSt
     assert len(store.news(per_source=5)) == 9
 
 
+def test_a_group_of_sources_is_read_source_by_source_each_newest_first(store: SqlStore) -> None:
+    """What a publish that reads a group of sources at a time asks for (``sources``, ``stream_news``)."""
+    day = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    store.upsert("silicon-saxony", [news(f"sx-{n}", f"Saxony {n}", day + timedelta(days=n)) for n in range(4)], now=NOW)
+    tied = [news("b-tie", "Tie b", day + timedelta(days=3), source="biopro"), news("a-tie", "Tie a", day + timedelta(days=3), source="biopro")]  # fmt: skip
+    store.upsert("biopro", [*tied, news("bp-old", "Old", day, source="biopro")], now=NOW)
+    store.upsert("euratex", [news("tp-2026", "Textile2020", day, source="euratex")], now=NOW)
+
+    both = [(n.record.source, n.record.id) for n in store.news(sources=["silicon-saxony", "biopro"], per_source=2)]
+    streamed = [
+        (n.record.source, n.record.id) for n in store.stream_news(sources=["silicon-saxony", "biopro"], per_source=2)
+    ]
+
+    assert (
+        both
+        == streamed
+        == [("biopro", "a-tie"), ("biopro", "b-tie"), ("silicon-saxony", "sx-3"), ("silicon-saxony", "sx-2")]
+    )
+    assert [n.record.id for n in store.stream_news(sources=["biopro"])] == ["a-tie", "b-tie", "bp-old"]
+    assert store.count_news() == 8
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=VIENNA)
+    store.upsert("biopro", [event("late@bio", "Late", start + timedelta(days=2), source="biopro"), event("early@bio", "Early", start, source="biopro")], now=NOW)  # fmt: skip
+    store.upsert("euratex", [event("tex@euratex", "Textile day", start + timedelta(days=1), source="euratex")], now=NOW)
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    grouped = [(e.record.source, e.record.uid) for e in store.stream_events(since=since, sources=["euratex", "biopro"])]
+    assert grouped == [("biopro", "early@bio"), ("biopro", "late@bio"), ("euratex", "tex@euratex")]
+    assert store.events(since=since, sources=["euratex", "biopro"]) == list(
+        store.stream_events(since=since, sources=["euratex", "biopro"])
+    )
+
+
 def test_a_read_shares_one_object_per_stored_time(store: SqlStore) -> None:
     """Records stored together share their first-sight and change times; a read keeps one object per value."""
     day = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
