@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from aggregator.store import open_store
 from aggregator.store.sqlalchemy_store import SqlStore
 
 from .conftest import ALPHA, BASE, BETA, GAMMA, NOW, cluster_events, cluster_news, make_config
+from .test_independent_check import CHECK_FEEDS
 
 VIENNA = ZoneInfo("Europe/Vienna")
 LISBON = ZoneInfo("Europe/Lisbon")
@@ -230,3 +232,35 @@ def test_the_cluster_fixtures_publish_the_same_streamed(tmp_path: Path) -> None:
         assert (again.written, again.rendered, again.unchanged) == ((), (), 30)
     finally:
         store.close()
+
+
+def test_without_a_usable_render_cache_the_streamed_files_are_the_same(tmp_path: Path) -> None:
+    """The render cache is only a cache: a directory in its place switches it off, with the same bytes."""
+    sources = _sources(9)
+    store = _store(tmp_path, _records(sources, 3), 3)
+    usual, streamed = _configs(tmp_path, sources, max_items=5, past_days=30)
+    (streamed.data_dir / "render-cache.sqlite3").mkdir(parents=True)
+    try:
+        publish_from_store(usual, store, now=NOW, base_url=BASE)
+        report = publish_from_store(streamed, store, now=NOW, base_url=BASE)
+        assert _files(streamed.feeds_dir) == _files(usual.feeds_dir)
+        assert report.fragments_reused == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHECK_FEEDS.exists(), reason=f"independent checker not found at {CHECK_FEEDS}")
+def test_streamed_files_pass_check_feeds_with_no_failure(tmp_path: Path) -> None:
+    sources = _sources(9)
+    store = _store(tmp_path, _records(sources, 5), 5)
+    _, streamed = _configs(tmp_path, sources, max_items=50, past_days=30)
+    try:
+        publish_from_store(streamed, store, now=NOW, base_url=BASE)
+    finally:
+        store.close()
+    result = subprocess.run(
+        [str(CHECK_FEEDS), str(streamed.feeds_dir)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].endswith(" passed, 0 failed"), result.stdout
