@@ -351,7 +351,8 @@ def _render_and_write(
     known_news, known_events = known or (None, None)
     if publishes_streamed(config, store.count_news() + store.count_events(since=since)):
         del known, known_news, known_events  # read again a group of sources at a time
-        report = publish_streamed(config.feeds_dir, config, store, now=now, base_url=base_url, states=states)
+        del states  # read again for index.html: not held through the publish
+        report = publish_streamed(config.feeds_dir, config, store, now=now, base_url=base_url)
         remember_publish(config, token, report)
         return report
     news, news_keys = _with_match_keys(store.news(known=known_news, per_source=news_per_source(config)))

@@ -283,14 +283,22 @@ def _tag_sources(sources: Sequence[SourceConfig]) -> dict[str, list[SourceConfig
 
 def _scope_specs(config: Config) -> list[_ScopeSpec]:
     """Every scope in publishing order: merged, each source, each tag (sorted)."""
+    shared = _shared_specs(config)
+    return [shared[0], *(_own_spec(config, source) for source in config.sources), *shared[1:]]
+
+
+def _own_spec(config: Config, source: SourceConfig) -> _ScopeSpec:
+    """A source's own scope."""
+    name = clean_text(source.name)
+    title = config.defaults.title
+    return _ScopeSpec("sources/" + file_stem(source.name), [source], f"News and events of {name}", f"{title}: {name}")
+
+
+def _shared_specs(config: Config) -> list[_ScopeSpec]:
+    """The scopes of several sources: merged, then each tag (sorted)."""
     sources = config.sources
     title = config.defaults.title
     specs = [_ScopeSpec("news", sources, f"News and events of {len(sources)} European cluster networks, merged", title)]
-    for source in sources:
-        name = clean_text(source.name)
-        specs.append(
-            _ScopeSpec("sources/" + file_stem(source.name), [source], f"News and events of {name}", f"{title}: {name}")
-        )
     tag_sources = _tag_sources(sources)
     for tag in sorted(tag_sources):
         name = clean_text(tag)

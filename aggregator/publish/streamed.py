@@ -65,10 +65,11 @@ from aggregator.publish import (
     _load_state,
     _news_token,
     _Output,
+    _own_spec,
     _render_pages,
     _save_state,
-    _scope_specs,
     _ScopeSpec,
+    _shared_specs,
     _spec_digest,
     _stamp,
     _valid_until,
@@ -95,7 +96,6 @@ from aggregator.publish.jsonfeed import (
     json_feed_item,
 )
 from aggregator.publish.rss import RSS_FOOT, rss_head, rss_item
-from aggregator.records import SourceState
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import Store, StoredEvent, StoredNews
 
@@ -498,7 +498,6 @@ class _Publish:
         spill: SpillFile,
         now: datetime,
         base_url: str,
-        states: Sequence[SourceState],
     ) -> None:
         self.feeds_dir = feeds_dir
         self.config = config
@@ -509,7 +508,7 @@ class _Publish:
         self.entry_row = array("i")  # each calendar entry's event row
         self.entry_rank = array("i")  # the rank of each calendar entry's UID among them all
         self.now = now
-        self.data = PublishInput(config=config, news=[], events=[], states=states, now=now, base_url=base_url)
+        self.data = PublishInput(config=config, news=[], events=[], states=(), now=now, base_url=base_url)
         self.sources = config.sources
         self.cap = config.defaults.max_items
         self.names = [s.name for s in self.sources]
@@ -532,7 +531,10 @@ class _Publish:
         self.writer = _Writer(feeds_dir)
         self.read_seconds = 0.0
         self.common = _common_digest(self.data)
-        self.settings_text = {s.name: repr(s) for s in self.sources}
+        # Each source's settings digested (not its text: 10,000 sources' were 6 MB).
+        self.settings_text = {
+            s.name: hashlib.blake2b(repr(s).encode(), digest_size=16).hexdigest() for s in self.sources
+        }
         self.single = len(self.sources) == 1
         self.previous = _load_state(config.data_dir / _STATE_FILE, feeds_dir)
         self.done_scopes: dict[str, Any] = {}
@@ -548,9 +550,8 @@ class _Publish:
 
     # -- the pass over the sources ----------------------------------------------------------
 
-    def read_sources(self, specs: Sequence[_ScopeSpec]) -> None:
+    def read_sources(self) -> None:
         """Every source's rows into the index, a group of sources at a time; each source's own files."""
-        own_specs = specs[1 : 1 + len(self.sources)]
         for start in range(0, len(self.sources), _SOURCES_AT_ONCE):
             names = self.names[start : start + _SOURCES_AT_ONCE]
             news_digests = {name: _Digest() for name in names}
@@ -566,7 +567,7 @@ class _Publish:
                 piece.update(b"\x1d")
                 piece.update(event_digests[name].digest())
                 self.pieces[name] = piece.digest()
-                self._write_own(number, own_specs[number])
+                self._write_own(number, _own_spec(self.config, self.sources[number]))
 
     def _with_keys(self, items: Iterable[_Item]) -> Iterator[_Item]:
         """``items``, each read without de-duplication keys given them (saved in groups: ``_save_keys``)."""
@@ -864,11 +865,11 @@ class _Publish:
         ix = self.events
         return ix.first_entry[row + 1] if row + 1 < len(ix) else len(ix.entries)
 
-    def write_shared_scopes(self, specs: Sequence[_ScopeSpec]) -> None:
+    def write_shared_scopes(self, shared: Sequence[_ScopeSpec]) -> None:
         """The merged and tag scopes whose files changed, from the index, one scope at a time."""
         self._prepare_news_rules()
         self._prepare_event_rules()
-        for spec in [specs[0], *specs[1 + len(self.sources) :]]:
+        for spec in shared:
             digest = _spec_digest(self.common, spec, self.settings_text, self.single, self.pieces)
             if not self._begin_scope(spec, digest):
                 continue
@@ -898,8 +899,9 @@ class _Publish:
         shown_news = [_shown(news_items[row], latest.also_from.get(row)) for row in latest.rows]
         shown_events = [_shown(event_items[row], all_events.also_from.get(row)) for row in listed_rows]
         listed = listed_events(shown_events, self.now)
+        pages_data = replace(self.data, states=self.store.states())  # read now: never held through the pass
         for output in _render_pages(
-            self.data, latest=shown_news, listed=listed, news_counts=self.news_counts, event_counts=self.event_counts
+            pages_data, latest=shown_news, listed=listed, news_counts=self.news_counts, event_counts=self.event_counts
         ):
             self.writer.submit(output)
         self.valid_until = _valid_until(self.data, listed, self.leaving)
@@ -1162,58 +1164,60 @@ def _shown(item: _Item, also_from: tuple[str, ...] | None) -> _Item:
     return replace(item, record=replace(item.record, also_from=also_from))
 
 
-def publish_streamed(
-    feeds_dir: Path,
-    config: Config,
-    store: Store,
-    *,
-    now: datetime,
-    base_url: str,
-    states: Sequence[SourceState],
-) -> PublishReport:
+def publish_streamed(feeds_dir: Path, config: Config, store: Store, *, now: datetime, base_url: str) -> PublishReport:
     """``publish`` of everything in ``store``, reading it a group of sources at a time (see the module doc).
 
-    Raises ``PublishError`` when a file cannot be written; files already replaced stay replaced.
+    The source states index.html shows are read from ``store`` when it is rendered. Raises
+    ``PublishError`` when a file cannot be written; files already replaced stay replaced.
     """
     with contextlib.suppress(OSError):  # whatever happens below, the last token no longer describes feeds/
         (config.data_dir / _TOKEN_FILE).unlink()
-    specs = _scope_specs(config)
+    shared = _shared_specs(config)
+
+    def every_spec() -> Iterator[_ScopeSpec]:  # made again when needed: 10,000 sources' are 7 MB
+        yield shared[0]
+        for source in config.sources:
+            yield _own_spec(config, source)
+        yield from shared[1:]
+
     started = time.perf_counter()
     spill = SpillFile(config.data_dir)
     try:
         with fragment_cache(config.data_dir / CACHE_FILE, keep_digests=True, scan=False) as cache:
-            run = _Publish(feeds_dir, config, store, cache, spill, now, base_url, states)
+            run = _Publish(feeds_dir, config, store, cache, spill, now, base_url)
             try:
-                run.read_sources(specs)
+                run.read_sources()
                 run.save_keys()
                 merge_started = time.perf_counter()
-                run.write_shared_scopes(specs)
+                run.write_shared_scopes(shared)
                 run.write_pages()
                 run.writer.finish()
             except BaseException:
                 run.writer.cancel()
                 raise
-            if len(run.rendered) == len(specs):
-                cache.prune_at_close(
-                    run.news.number + run.events.number
-                )  # every item published passed by: the fragments of the rest are stale
+            if len(run.rendered) == len(shared) + len(config.sources):
+                # Every item published passed by: the fragments of the rest are stale.
+                cache.prune_at_close(run.news.number + run.events.number)
             hits, misses = cache.hits, cache.misses
     finally:
         spill.close()
     writer = run.writer
     for directory in sorted(writer.touched):
         _files.fsync_directory(directory)
-    for spec in specs:
+    keep: dict[str, set[str]] = {"sources": set(), "tags": set()}
+    for spec in every_spec():
         entry = run.done_scopes[spec.prefix]
         if not entry["files"]:
             entry["files"] = {p: _stamp(feeds_dir / p) for p in spec.paths}
+        folder, _, _ = spec.prefix.partition("/")
+        if folder in keep:
+            keep[folder].update(Path(p).name for p in spec.paths)
     _save_state(config.data_dir / _STATE_FILE, feeds_dir, run.done_scopes)
     removed: list[str] = []
     for directory in (feeds_dir, feeds_dir / "sources", feeds_dir / "tags"):
         _files.remove_abandoned_temporaries(directory)
-    for folder in ("sources", "tags"):
-        keep = {Path(p).name for s in specs for p in s.paths if p.startswith(folder + "/")}
-        removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, keep, _FEED_SUFFIXES)]
+    for folder, names in keep.items():
+        removed += [f"{folder}/{name}" for name in _files.remove_stale(feeds_dir / folder, names, _FEED_SUFFIXES)]
     finished = time.perf_counter()
     return PublishReport(
         written=tuple(writer.written),

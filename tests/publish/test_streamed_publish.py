@@ -224,11 +224,11 @@ def test_the_cluster_fixtures_publish_the_same_streamed(tmp_path: Path) -> None:
     usual, streamed = _configs(tmp_path, [ALPHA, BETA, GAMMA])
     try:
         publish_from_store(usual, store, now=NOW, base_url=BASE)
-        report = publish_streamed(streamed.feeds_dir, streamed, store, now=NOW, base_url=BASE, states=store.states())
+        report = publish_streamed(streamed.feeds_dir, streamed, store, now=NOW, base_url=BASE)
         assert _files(streamed.feeds_dir) == _files(usual.feeds_dir)
         assert report.fragments_rendered > 0
         # Unchanged: nothing rendered, nothing written, every fragment found in the render cache.
-        again = publish_streamed(streamed.feeds_dir, streamed, store, now=NOW, base_url=BASE, states=store.states())
+        again = publish_streamed(streamed.feeds_dir, streamed, store, now=NOW, base_url=BASE)
         assert (again.written, again.rendered, again.unchanged) == ((), (), 30)
     finally:
         store.close()
