@@ -483,6 +483,7 @@ class _Digest:
         return self._hash.copy()
 
 
+_VARIANTS_AT_ONCE = 1_000  # items read again and rendered in another form together
 _CHUNK = 256  # records decoded, looked up in the render cache and rendered together
 
 
@@ -1013,10 +1014,13 @@ class _Publish:
     def _make_news_variants(self, scoped: _Scoped) -> None:
         """Render the kept copies shown with other sources (read again from the store), once per publish."""
         needs = sorted((row, af) for row, af in scoped.also_from.items() if (row, af) not in self.news_variants)
-        if not needs:
-            return
+        for start in range(0, len(needs), _VARIANTS_AT_ONCE):  # rows in order: a group's sources are read once
+            self._render_news_variants(needs[start : start + _VARIANTS_AT_ONCE])
+
+    def _render_news_variants(self, needs: Sequence[tuple[int, tuple[str, ...]]]) -> None:
         items = self._read_again("news", [row for row, _ in needs])
         shown = [_shown(items[row], also_from) for row, also_from in needs]
+        del items
         origins = [self.origin_urls[self.news.source[row]] for row, _ in needs]
         for kind, index in zip(_NEWS_KINDS, range(_CALENDAR), strict=True):
             keys = [
@@ -1099,17 +1103,22 @@ class _Publish:
         if not needs:
             return
         ordered = sorted(needs)
-        items = self._read_again("events", [row for row, _, _ in ordered])
+        for start in range(0, len(ordered), _VARIANTS_AT_ONCE):
+            self._render_event_variants(ordered[start : start + _VARIANTS_AT_ONCE])
+
+    def _render_event_variants(self, contexts: Sequence[tuple[int, tuple[str, ...], str]]) -> None:
+        items = self._read_again("events", [row for row, _, _ in contexts])
         own = [
             _without_rdates(
                 [(_shown(items[row], also_from if also_from != items[row].record.also_from else None), uid)]
             )
-            for row, also_from, uid in ordered
+            for row, also_from, uid in contexts
         ]
+        del items
         keys = [fragment_key("vevent", item, uid) for pairs in own for item, uid in pairs]
         self.cache.prefetch("vevent", [key for key in keys if key is not None])
         with render_memo():
-            for context, pairs in zip(ordered, own, strict=True):
+            for context, pairs in zip(contexts, own, strict=True):
                 self.event_variants[context] = [
                     replace(entry, text=self.spill.append(fragment_bytes(entry.text)))
                     for entry in _entries(pairs, context[2])
