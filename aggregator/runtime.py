@@ -125,6 +125,9 @@ class PublishStandby:
     def __init__(self) -> None:
         self._child: ProcessPoolExecutor | None = None
         self._read: Future[None] | None = None
+        # The last publish was streamed (a large store): nothing is read ahead, so no process is
+        # started ahead either; idle beside the batch's parse workers it held 60-80 MB for nothing.
+        self.streams = False
         self._busy: ProcessPoolExecutor | None = None  # the process publishing now (``publish_from_store``)
         self._lock = threading.Lock()
         self.aborted = False  # ``abort`` was called: every later publish is refused
@@ -135,7 +138,7 @@ class PublishStandby:
 
     def start(self, config: Config) -> None:
         """Spawn the process and let it read the store (once: later calls until the publish do nothing)."""
-        if self._child is not None:
+        if self._child is not None or self.streams:
             return
         child = _publishing_process()
         self._read = child.submit(_read_ahead, config, os.getpid())  # a failure only means a full read later
@@ -333,7 +336,10 @@ def publish_from_store(
             standby.dismiss()
         return PublishReport(written=(), unchanged=files, skipped=True)
     if isolated:
-        return _publish_in_child(config, token, now, base_url, None if standby is None else standby.take(), standby)
+        report = _publish_in_child(config, token, now, base_url, None if standby is None else standby.take(), standby)
+        if standby is not None:
+            standby.streams = report.streamed
+        return report
     return _render_and_write(config, store, token, now, base_url, states)
 
 

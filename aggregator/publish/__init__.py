@@ -141,6 +141,7 @@ class PublishReport:
     render_seconds: float = 0.0
     read_ahead: bool = False  # the records were read while sources were fetched; only changed rows read again
     events_packed: bool = False  # the events were read as a stream and kept compressed (``PackedEvents``)
+    streamed: bool = False  # read a group of sources at a time (``publish.streamed``: a large store)
 
 
 @dataclass(frozen=True, slots=True)

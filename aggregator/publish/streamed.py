@@ -1237,6 +1237,7 @@ def publish_streamed(feeds_dir: Path, config: Config, store: Store, *, now: date
         fragments_reused=hits,
         fragments_rendered=misses,
         processes=1,
+        streamed=True,
         read_seconds=run.read_seconds,
         merge_seconds=finished - merge_started,
         render_seconds=merge_started - started - run.read_seconds,

@@ -158,3 +158,22 @@ def test_once_aborted_a_standby_ends_its_process_and_refuses_every_later_publish
         publish_from_store(config, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
     assert str(raised.value) == f"{config.feeds_dir}: the daemon is stopping; old files kept"
     assert not config.feeds_dir.exists()  # nothing was written
+
+
+def test_after_a_streamed_publish_no_standby_is_started_ahead(config: Config, store: SqlStore) -> None:
+    """A large store is published a group of sources at a time and nothing is read ahead: a standby
+    would only sit beside the batch's parse workers. The publish then starts its own process."""
+    streamed = dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, publish_stream_records=0))
+    standby = PublishStandby()
+    standby.start(streamed)  # a first batch: nothing is known yet
+    assert standby.started
+
+    report = publish_from_store(streamed, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+    assert (report.streamed, len(report.written), standby.streams) == (True, 30, True)
+    standby.start(streamed)
+    assert not standby.started
+
+    store.upsert("alpha", [dataclasses.replace(cluster_news()[0].record, title="Testfeld eröffnet")], now=NOW)
+    again = publish_from_store(streamed, store, now=NOW, base_url=BASE, isolated=True, standby=standby)
+    assert (again.streamed, again.skipped) == (True, False)
+    assert "Testfeld eröffnet" in (streamed.feeds_dir / "news.xml").read_text(encoding="utf-8")
