@@ -103,12 +103,17 @@ class _Groups:
             self.parent[max(root_a, root_b)] = min(root_a, root_b)
 
     def join_equal_keys(self, keys: Iterable[tuple[int, Hashable]]) -> None:
-        first: dict[Hashable, int] = {}
-        for i, key in keys:
-            if key in first:
-                self.union(first[key], i)
-            else:
-                first[key] = i
+        join_equal_keys(self.union, keys)
+
+
+def join_equal_keys(union: Callable[[int, int], None], keys: Iterable[tuple[int, Hashable]]) -> None:
+    """``union`` every position with the first one of the same key."""
+    first: dict[Hashable, int] = {}
+    for i, key in keys:
+        if key in first:
+            union(first[key], i)
+        else:
+            first[key] = i
 
 
 def _link_keys(items: Sequence[StoredNews | StoredEvent], keys: Sequence[MatchKeys]) -> list[str | None]:

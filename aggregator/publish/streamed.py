@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 from aggregator.config import Config
-from aggregator.dedupe import _publication_day, _series_key, _similar, _start_key
+from aggregator.dedupe import _publication_day, _series_key, _similar, _start_key, join_equal_keys
 from aggregator.errors import PublishError, StoreError
 from aggregator.fragments import (
     CACHE_FILE,
@@ -274,10 +274,10 @@ def _plain_news(item: StoredNews, index: int, origin: str | None) -> Fragment:
 def _shared_news_output(index: int, path: str, meta: FeedMeta, updated: datetime, items: Sequence[Fragment]) -> _Output:
     """A merged or tag news file: its head, the items' fragments from the spill file, its foot."""
     if index == 0:
-        return _Output(path, _Parts(rss_head(meta, updated), items, RSS_FOOT))
+        return _Output(path, _parts(rss_head(meta, updated), items, RSS_FOOT))
     if index == 1:
-        return _Output(path, _Parts(atom_head(meta, updated), items, ATOM_FOOT))
-    return _Output(path, _Parts(json_feed_head(meta), items, JSON_FEED_FOOT, JSON_FEED_BETWEEN))
+        return _Output(path, _parts(atom_head(meta, updated), items, ATOM_FOOT))
+    return _Output(path, _parts(json_feed_head(meta), items, JSON_FEED_FOOT, JSON_FEED_BETWEEN))
 
 
 def _listing(linked: Iterable[tuple[int, int]], rows: Sequence[int], source: array[int]) -> set[int]:
@@ -344,51 +344,29 @@ class _Writer:
         self._pool.shutdown(wait=True)
 
 
-class _Parts(Sequence[Fragment]):
+def _parts(head: bytes, items: Sequence[Fragment], foot: bytes, between: bytes = b"") -> _Lazy:
     """A file's pieces made as they are written: its head, each item's fragment (``between`` them), its foot.
 
     A merged feed of 160,000 items would otherwise hold a ``Spilled`` per item for as long as it is written.
     """
+    count = len(items)
+    length = 2 + count + (max(count - 1, 0) if between else 0)
 
-    def __init__(self, head: bytes, items: Sequence[Fragment], foot: bytes, between: bytes = b"") -> None:
-        self._head = head
-        self._items = items
-        self._foot = foot
-        self._between = between
-        count = len(items)
-        self._length = 2 + count + (max(count - 1, 0) if between else 0)
-
-    def __len__(self) -> int:
-        return self._length
-
-    def _part(self, index: int) -> Fragment:
+    def part(index: int) -> Fragment:
         if index == 0:
-            return self._head
-        if index == self._length - 1:
-            return self._foot
-        if not self._between:
-            return self._items[index - 1]
+            return head
+        if index == length - 1:
+            return foot
+        if not between:
+            return items[index - 1]
         item, separator = divmod(index - 1, 2)
-        return self._between if separator else self._items[item]
+        return between if separator else items[item]
 
-    @overload
-    def __getitem__(self, index: int) -> Fragment: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Fragment]: ...
-
-    def __getitem__(self, index: int | slice) -> Fragment | Sequence[Fragment]:
-        if isinstance(index, slice):
-            return [self._part(i) for i in range(*index.indices(self._length))]
-        if index < 0:
-            index += self._length
-        if not 0 <= index < self._length:
-            raise IndexError(index)
-        return self._part(index)
+    return _Lazy(length, part)
 
 
 class _Lazy(Sequence[Fragment]):
-    """``get(i)`` for each of ``count`` items, made when asked for."""
+    """``get(i)`` for each of ``count`` pieces, made when asked for (``_files.write_if_changed`` takes it)."""
 
     def __init__(self, count: int, get: Callable[[int], Fragment]) -> None:
         self._count = count
@@ -406,6 +384,10 @@ class _Lazy(Sequence[Fragment]):
     def __getitem__(self, index: int | slice) -> Fragment | Sequence[Fragment]:
         if isinstance(index, slice):
             return [self._get(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
         return self._get(index)
 
 
@@ -436,12 +418,7 @@ class _SparseGroups:
             self.parent[max(root_a, root_b)] = min(root_a, root_b)
 
     def join_equal_keys(self, keys: Iterable[tuple[int, Hashable]]) -> None:
-        first: dict[Hashable, int] = {}
-        for i, key in keys:
-            if key in first:
-                self.union(first[key], i)
-            else:
-                first[key] = i
+        join_equal_keys(self.union, keys)
 
     def members(self) -> dict[int, list[int]]:
         """Each group of two or more: its root -> its positions, ascending (as ``dedupe._collapse``)."""
@@ -593,27 +570,39 @@ class _Publish:
 
     def _read_news(self, names: Sequence[str], digests: Mapping[str, _Digest]) -> None:
         """The group's news, one source after the other, into the index (``_NewsRows``)."""
-        rows = self.news
-        chunk: list[StoredNews] = []
+        news = self._with_keys(self.store.stream_news(sources=names, per_source=self.per_source))
+        self._take(news, digests, _news_token, self._index_news, self._close_news_source, self.news)
+
+    def _take(
+        self,
+        items: Iterable[_Item],
+        digests: Mapping[str, _Digest],
+        token: Callable[[_Item], str],
+        index: Callable[[list[_Item]], None],
+        close: Callable[[int, int, list[str]], None],
+        rows: _NewsRows | _EventRows,
+    ) -> None:
+        """``items`` (a group's, source by source) into the index, ``_CHUNK`` at a time; each source closed after its last."""
+        chunk: list[_Item] = []
         keys: list[str] = []  # the current source's keys, for its ranks
         current = -1
         first_row = 0
-        for item in self._with_keys(self.store.stream_news(sources=names, per_source=self.per_source)):
+        for item in items:
             number = self.number_of[item.record.source]
             if number != current:
-                self._index_news(chunk)
+                index(chunk)  # (empties it)
                 if current >= 0:
-                    self._close_news_source(current, first_row, keys)
-                current, first_row, keys = number, len(rows) + len(chunk), []
-            digests[item.record.source].add(_news_token(item))
+                    close(current, first_row, keys)
+                current, first_row, keys = number, len(rows), []
+            digests[item.record.source].add(token(item))
             keys.append(item.record.key)
             chunk.append(item)
             if len(chunk) >= _CHUNK:
-                self._index_news(chunk)
+                index(chunk)
             self._save_keys()
-        self._index_news(chunk)
+        index(chunk)
         if current >= 0:
-            self._close_news_source(current, first_row, keys)
+            close(current, first_row, keys)
 
     def _index_news(self, chunk: list[StoredNews]) -> None:
         """Rows and fragments of ``chunk`` (then emptied); ranks come when the source is closed."""
@@ -670,35 +659,19 @@ class _Publish:
 
     def _read_events(self, names: Sequence[str], digests: Mapping[str, _Digest]) -> None:
         """The group's current events, one source after the other, into the index (``_EventRows``)."""
-        rows = self.events
         now, past_days = self.now, self.config.defaults.past_days
         cutoff = now - timedelta(days=past_days)
-        chunk: list[StoredEvent] = []
-        keys: list[str] = []
-        current = -1
-        first_row = 0
-        for event in self._with_keys(self.store.stream_events(since=self.since, sources=names)):
-            record = event.record
-            edge = leaves_window_at(record, now, past_days)
-            if edge is not None and (self.leaving is None or edge < self.leaving):
-                self.leaving = edge
-            if not is_current(record, self.series, cutoff):
-                continue
-            number = self.number_of[record.source]
-            if number != current:
-                self._index_events(chunk)
-                if current >= 0:
-                    self._close_event_source(current, first_row, keys)
-                current, first_row, keys = number, len(rows) + len(chunk), []
-            digests[record.source].add(_event_token(event))
-            keys.append(record.key)
-            chunk.append(event)
-            if len(chunk) >= _CHUNK:
-                self._index_events(chunk)
-            self._save_keys()
-        self._index_events(chunk)
-        if current >= 0:
-            self._close_event_source(current, first_row, keys)
+
+        def current(events: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+            for event in events:
+                edge = leaves_window_at(event.record, now, past_days)
+                if edge is not None and (self.leaving is None or edge < self.leaving):
+                    self.leaving = edge
+                if is_current(event.record, self.series, cutoff):
+                    yield event
+
+        events = current(self._with_keys(self.store.stream_events(since=self.since, sources=names)))
+        self._take(events, digests, _event_token, self._index_events, self._close_event_source, self.events)
 
     def _index_events(self, chunk: list[StoredEvent]) -> None:
         if not chunk:
@@ -854,7 +827,7 @@ class _Publish:
             ref = refs[position]
             return entries.places[ref] if ref >= 0 else variants[-1 - ref].text
 
-        self.writer.submit(_Output(calendar.path, _Parts(head, _Lazy(len(refs), text), ICS_FOOT)))
+        self.writer.submit(_Output(calendar.path, _parts(head, _Lazy(len(refs), text), ICS_FOOT)))
 
     def _entry_key(self, at: int, place: int, row: int | None = None) -> tuple[str, bool, int, int]:
         """A calendar entry's place in the order spelled out (its UID as text): to merge the few apart in."""
