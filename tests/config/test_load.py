@@ -48,6 +48,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
         publish_processes=1,
         publish_memory_mb=16,
         publish_copy_limit_mb=250,
+        publish_stream_records=20_000,
     )
     assert config.server == ServerSettings(host="0.0.0.0", port=8081, base_url="https://feeds.example.org/clusters/")
     assert config.sources == (
@@ -64,7 +65,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
             timeout=20.0,
             allow_private=False,
             max_detail_pages=5,
-            line=28,
+            line=32,
         ),
         SourceConfig(
             name="clusterland-calendar",
@@ -75,7 +76,7 @@ def test_every_key_of_the_full_example_is_read() -> None:
             timezone=ZoneInfo("Europe/Vienna"),
             timeout=12.5,
             allow_private=True,
-            line=41,
+            line=45,
         ),
         SourceConfig(
             name="silicon-saxony-events",
@@ -94,10 +95,10 @@ def test_every_key_of_the_full_example_is_read() -> None:
             ),
             timeout=12.5,
             allow_private=True,
-            line=50,
+            line=54,
         ),
     )
-    assert [source.line for source in config.sources] == [31, 44, 53]
+    assert [source.line for source in config.sources] == [32, 45, 54]
     assert config.source("clusterland-calendar") is config.sources[1]
     assert config.source("no-such-cluster") is None
 

@@ -456,6 +456,11 @@ def test_selector_problems(problems: Problems, text: str, expected: list[str]) -
             id="publish-memory-range",
         ),
         pytest.param(
+            "[defaults]\npublish_stream_records = -5\n",
+            ["sources.toml:2: defaults.publish_stream_records: must be at least 0, got -5"],
+            id="publish-stream-records-range",
+        ),
+        pytest.param(
             ECCP + "detail_pages = -3\n",
             ["sources.toml:4: source 'eccp-news': detail_pages: must be at least 0, got -3"],
             id="detail-pages-negative",
