@@ -32,7 +32,15 @@ from aggregator.processes import ForkedCall, collector_paused, fork_call, releas
 from aggregator.publish import _files
 from aggregator.publish._common import FeedMeta, file_stem, forget_memoized, pieces_kept, render_memo, sort_news
 from aggregator.publish.atom import atom_parts
-from aggregator.publish.ics import current_events, current_until, ics_parts, is_current, leaves_window_at
+from aggregator.publish.ics import (
+    Moved,
+    current_events,
+    current_until,
+    ics_parts,
+    is_current,
+    leaves_window_at,
+    moved_occurrences,
+)
 from aggregator.publish.index import (
     _LATEST_NEWS,
     IndexSource,
@@ -197,6 +205,7 @@ def _feed_file(
     description: str,
     news: Callable[[], list[StoredNews]],
     events: Callable[[], list[StoredEvent]],
+    moved: Callable[[], Moved],
     sources: Sequence[SourceConfig],
     data: PublishInput,
     origins: dict[str, str],
@@ -212,6 +221,7 @@ def _feed_file(
                 refresh=calendar.refresh,
                 fallback_zone=calendar.fallback_zone,
                 year=data.now.year,
+                moved=moved(),
             ),
         )
     meta = _feed_meta(index, prefix, title, description, sources, data)
@@ -613,6 +623,7 @@ def _plan(data: PublishInput) -> _Plan:
                 description=spec.description,
                 news=scope_news,
                 events=events,
+                moved=moved,
                 sources=spec.members,
                 data=data,
                 origins=origins,
@@ -623,6 +634,14 @@ def _plan(data: PublishInput) -> _Plan:
 
     def all_news() -> list[StoredNews]:
         return [i for s in sources for i in news_by_source[s.name]]
+
+    moved_made: list[Moved] = []
+
+    def moved() -> Moved:
+        """The overrides' RECURRENCE-IDs of every source (the events are unpacked when calendars are made)."""
+        if not moved_made:
+            moved_made.append(moved_occurrences(e.record for items in events_by_source.values() for e in items))
+        return moved_made[0]
 
     merged_events: list[list[StoredEvent]] = []
 

@@ -10,7 +10,7 @@ cached, so the merged, per-source and per-tag calendars share the work.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
@@ -28,6 +28,7 @@ __all__ = [
     "CANCELLED_PREFIX",
     "ICS_FOOT",
     "PRODID",
+    "Moved",
     "RenderedEvent",
     "calendar_entries",
     "current_events",
@@ -42,9 +43,12 @@ __all__ = [
     "ics_parts",
     "is_current",
     "leaves_window_at",
+    "moved_occurrences",
+    "published_vevents",
     "render_ics",
     "rrule_value",
     "unique_uids",
+    "vevent_variant",
     "widened",
 ]
 
@@ -190,6 +194,15 @@ def ics_event(item: StoredEvent, uid: str) -> RenderedEvent:
     return rendered
 
 
+def vevent_variant(item: StoredEvent, uid: str) -> str:
+    """What a VEVENT's bytes depend on beside its stored row: its UID, and its EXDATEs (a series
+    skips the occurrences its overrides replace, which are other rows)."""
+    exdates = item.record.exdates
+    if not exdates:
+        return uid
+    return uid + "\x1f" + ",".join(value.isoformat() for value in exdates)
+
+
 def _stored_event(item: StoredEvent, uid: str) -> RenderedEvent:
     """The VEVENT from the fragment cache (zone and years in a first line before the text), else rendered."""
 
@@ -197,7 +210,7 @@ def _stored_event(item: StoredEvent, uid: str) -> RenderedEvent:
         text, tzid, years = _render_event(item, uid)
         return f"{tzid or ''}\t{','.join(map(str, years))}\n".encode() + text
 
-    stored = stored_fragment("vevent", item, uid, render)
+    stored = stored_fragment("vevent", item, vevent_variant(item, uid), render)
     whole = fragment_bytes(stored)  # the first line is needed here
     end = whole.index(b"\n")
     tzid, _, years = whole[:end].decode().partition("\t")
@@ -229,7 +242,7 @@ def _render_event(item: StoredEvent, uid: str) -> tuple[bytes, str | None, tuple
     rule = rrule_value(record.rrule, all_day, zone) if record.rrule else None
     if rule:
         lines.append(f"RRULE:{rule}")
-    # RDATEs never reach this point (see _without_rdates).
+    # RDATEs and RECURRENCE-IDs never reach this point (see published_vevents).
     lines += [_date_value("EXDATE", v, zone, all_day, start_time) for v in record.exdates]
     lines.append(f"SUMMARY:{escape_text(_summary(record))}")
     if record.location and (location := escape_text(plain_text(record.location))):
@@ -352,37 +365,88 @@ def unique_uids(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:
     return out
 
 
-def _without_rdates(pairs: Iterable[tuple[StoredEvent, str]]) -> list[tuple[StoredEvent, str]]:
-    """Each RDATE published as an event of its own (UID ``UID-rdate-STAMP``), the series without RDATE.
+Moved = Mapping[tuple[str, str], tuple[datetime | date, ...]]
 
-    RFC 5545 allows RDATE, but node-ical (and so the clients built on it) ignores
-    it, so the same calendar shows different events in different apps. Plain
-    events with the series' title, place and length read the same everywhere.
+
+def moved_occurrences(events: Iterable[EventRecord]) -> dict[tuple[str, str], tuple[datetime | date, ...]]:
+    """(source, UID) of each event with overrides -> their RECURRENCE-IDs, in time order.
+
+    Taken from all of a publish's events, not from one calendar's: a de-duplicated calendar
+    may show another source's copy of an override, and the series must skip it all the same.
     """
+    moved: dict[tuple[str, str], set[datetime | date]] = {}
+    for record in events:
+        if record.recurrence_id is not None:
+            moved.setdefault((record.source, record.uid), set()).add(record.recurrence_id)
+    return {series: tuple(sorted(ids, key=_last_instant_start)) for series, ids in moved.items()}
+
+
+def published_vevents(item: StoredEvent, uid: str, moved: Moved) -> list[tuple[StoredEvent, str]]:
+    """The VEVENTs one event is published as, each with its UID: no RDATE and no RECURRENCE-ID.
+
+    RFC 5545 allows both, but clients read them differently:
+      * node-ical (and the clients built on it) ignores RDATE: each RDATE is an event of its
+        own (UID ``UID-rdate-STAMP``), with the series' title, place and length;
+      * ical.js (Thunderbird's parser) relates every RECURRENCE-ID in a calendar to every
+        series, whatever its UID: an override moved any other series' occurrence at the same
+        local time as well. So an override is an event of its own (``UID-occurrence-STAMP``,
+        STAMP its RECURRENCE-ID) and its series skips that occurrence (EXDATE; an RDATE-only
+        series drops its RDATE, or its own event if the first one moved).
+    Plain events read the same everywhere.
+    """
+    record = item.record
+    if record.recurrence_id is None and not record.rdates and (record.source, record.uid) not in moved:
+        return [(item, uid)]  # most events
+    # Made once per publish: the calendars (merged, the source's, its tags') then share the objects,
+    # and so their rendered VEVENTs.
+    made: dict[str, list[tuple[StoredEvent, str]]] = memoized("vevents", item, dict)
+    vevents = made.get(uid)
+    if vevents is None:
+        vevents = made[uid] = _published_vevents(item, uid, moved)
+    return vevents
+
+
+def _published_vevents(item: StoredEvent, uid: str, moved: Moved) -> list[tuple[StoredEvent, str]]:
+    record = item.record
+    if record.recurrence_id is not None:
+        uid = f"{uid}-occurrence-{_stamp(record.recurrence_id)}"
+        record = replace(record, recurrence_id=None)
+        item = replace(item, record=record)
+        skipped: tuple[datetime | date, ...] = ()
+    else:
+        skipped = moved.get((record.source, record.uid), ()) if record.rrule or record.rdates else ()
+        if record.rrule and skipped:
+            timed = isinstance(record.start, datetime)
+            new = [v for v in skipped if isinstance(v, datetime) == timed and v not in record.exdates]
+            if new:
+                record = replace(record, exdates=(*record.exdates, *new))
+                item = replace(item, record=record)
+    if not record.rdates:
+        return [(item, uid)]
     out: list[tuple[StoredEvent, str]] = []
-    for item, uid in pairs:
-        record = item.record
-        if not record.rdates:
-            out.append((item, uid))
-            continue
+    if record.rrule or record.start not in skipped:
         out.append((replace(item, record=replace(record, rdates=())), uid))
-        length = _length(record)
-        skipped = set(record.exdates)
-        for when in record.rdates:
-            if when in skipped or isinstance(when, datetime) != isinstance(record.start, datetime):
-                continue
-            instance = replace(
-                record,
-                start=when,
-                end=when + length if length is not None else None,
-                rrule=None,
-                rdates=(),
-                exdates=(),
-                recurrence_id=None,
-            )
-            stamp = when.strftime("%Y%m%dT%H%M%S") if isinstance(when, datetime) else when.strftime("%Y%m%d")
-            out.append((replace(item, record=instance), f"{uid}-rdate-{stamp}"))
+    length = _length(record)
+    passed = {*record.exdates, *skipped}
+    for when in record.rdates:
+        if when in passed or isinstance(when, datetime) != isinstance(record.start, datetime):
+            continue
+        instance = replace(
+            record,
+            start=when,
+            end=when + length if length is not None else None,
+            rrule=None,
+            rdates=(),
+            exdates=(),
+            recurrence_id=None,
+        )
+        out.append((replace(item, record=instance), f"{uid}-rdate-{_stamp(when)}"))
     return out
+
+
+def _stamp(when: datetime | date) -> str:
+    """A moment as written into a UID: local time of its zone, or the date."""
+    return when.strftime("%Y%m%dT%H%M%S") if isinstance(when, datetime) else when.strftime("%Y%m%d")
 
 
 def _length(record: EventRecord) -> timedelta | None:
@@ -393,15 +457,11 @@ def _length(record: EventRecord) -> timedelta | None:
     return length if length > timedelta(0) else None
 
 
-def _order(pair: tuple[StoredEvent, str]) -> tuple[object, ...]:
-    item, uid = pair
-    record = item.record
-    return (uid, record.recurrence_id is not None, _last_instant_start(record.recurrence_id))
+def _order(pair: tuple[StoredEvent, str]) -> str:
+    return pair[1]
 
 
-def _last_instant_start(value: datetime | date | None) -> datetime:
-    if value is None:
-        return datetime.min.replace(tzinfo=UTC)
+def _last_instant_start(value: datetime | date) -> datetime:
     return _as_datetime(value, None, time(0))
 
 
@@ -424,9 +484,10 @@ def ics_parts(
     refresh: timedelta,
     fallback_zone: str,
     year: int,
+    moved: Moved | None = None,
 ) -> list[Fragment]:
-    """``render_ics`` as the pieces it joins."""
-    rendered = [ics_event(item, uid) for item, uid in calendar_entries(events)]
+    """``render_ics`` as the pieces it joins (``moved``: see ``calendar_entries``)."""
+    rendered = [ics_event(item, uid) for item, uid in calendar_entries(events, moved)]
     zones: dict[str, tuple[int, int]] = {}
     for part in rendered:
         if part.tzid:
@@ -435,9 +496,15 @@ def ics_parts(
     return [head, *[part.text for part in rendered], ICS_FOOT]
 
 
-def calendar_entries(events: Sequence[StoredEvent]) -> list[tuple[StoredEvent, str]]:
-    """The VEVENTs of a calendar of ``events``, in order, each with the UID it is published under."""
-    return sorted(_without_rdates(unique_uids(events)), key=_order)
+def calendar_entries(events: Sequence[StoredEvent], moved: Moved | None = None) -> list[tuple[StoredEvent, str]]:
+    """The VEVENTs of a calendar of ``events``, in order, each with the UID it is published under.
+
+    ``moved``: ``moved_occurrences`` of all the publish's events (default: of ``events``).
+    """
+    if moved is None:
+        moved = moved_occurrences(item.record for item in events)
+    pairs = [vevent for item, uid in unique_uids(events) for vevent in published_vevents(item, uid, moved)]
+    return sorted(pairs, key=_order)
 
 
 def widened(span: tuple[int, int] | None, years: Sequence[int]) -> tuple[int, int]:

@@ -80,12 +80,13 @@ from aggregator.publish.atom import ATOM_FOOT, atom_entry, atom_head
 from aggregator.publish.ics import (
     ICS_FOOT,
     RenderedEvent,
-    _last_instant_start,
-    _without_rdates,
     ics_event,
     ics_head,
     is_current,
     leaves_window_at,
+    moved_occurrences,
+    published_vevents,
+    vevent_variant,
     widened,
 )
 from aggregator.publish.index import _UPCOMING_DAYS, listed_events, upcoming
@@ -189,21 +190,17 @@ class _EventRows:
 class _Entry:
     """One VEVENT of a calendar: what orders it, the zone it needs, and its text."""
 
-    suffix: str  # after the event's published UID ("-rdate-STAMP" for an RDATE's own event)
-    override: bool
-    recurrence: int  # microseconds of its RECURRENCE-ID (``ics._order``)
+    suffix: str  # after the event's published UID (``ics.published_vevents``: "-rdate-STAMP", ...)
     tzid: str | None
     years: tuple[int, int] | None
     text: Fragment
 
 
 class _Entries:
-    """Calendar entries of the events in their own scope, in ``_without_rdates`` order, as arrays."""
+    """Calendar entries of the events in their own scope, in ``published_vevents`` order, as arrays."""
 
     def __init__(self, spill: SpillFile) -> None:
         self.suffix: dict[int, str] = {}
-        self.override = bytearray()
-        self.recurrence = array("q")
         self.zone = array("i")  # position in ``zones`` (-1: none)
         self.first_year = array("i")
         self.last_year = array("i")
@@ -212,13 +209,11 @@ class _Entries:
         self._zone_at: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self.override)
+        return len(self.zone)
 
     def append(self, entry: _Entry) -> None:
         if entry.suffix:
             self.suffix[len(self)] = entry.suffix
-        self.override.append(entry.override)
-        self.recurrence.append(entry.recurrence)
         if entry.tzid is None:
             self.zone.append(-1)
         else:
@@ -235,8 +230,6 @@ class _Entries:
         zone = self.zone[index]
         return _Entry(
             suffix=self.suffix.get(index, ""),
-            override=bool(self.override[index]),
-            recurrence=self.recurrence[index],
             tzid=None if zone < 0 else self.zones[zone],
             years=(self.first_year[index], self.last_year[index]) if zone >= 0 else None,
             text=self.places[index],
@@ -244,16 +237,13 @@ class _Entries:
 
 
 def _entries(pairs: Iterable[tuple[StoredEvent, str]], uid: str) -> list[_Entry]:
-    """The VEVENTs of one event published under ``uid``: ``pairs`` is ``_without_rdates`` of it."""
+    """The VEVENTs of one event published under ``uid``: ``pairs`` is ``published_vevents`` of it."""
     out = []
     for entry_item, entry_uid in pairs:
         rendered: RenderedEvent = ics_event(entry_item, entry_uid)
-        recurrence_id = entry_item.record.recurrence_id
         out.append(
             _Entry(
                 suffix=entry_uid[len(uid) :],
-                override=recurrence_id is not None,
-                recurrence=_micros(_last_instant_start(recurrence_id)),
                 tzid=rendered.tzid,
                 years=(min(rendered.years), max(rendered.years)) if rendered.years else None,
                 text=rendered.text,
@@ -497,6 +487,7 @@ class _Publish:
         self.since = now - timedelta(days=config.defaults.past_days)
         self.per_source = news_per_source(config)
         self.series = store.recurring_series()
+        self.moved = moved_occurrences(store.overrides())
         self.news = _NewsRows(spill)
         self.events = _EventRows(spill)
         empty = (0, 0)
@@ -677,8 +668,8 @@ class _Publish:
         if not chunk:
             return
         rows = self.events
-        own = [_without_rdates([(event, event.record.uid)]) for event in chunk]
-        keys = [fragment_key("vevent", item, uid) for pairs in own for item, uid in pairs]
+        own = [published_vevents(event, event.record.uid, self.moved) for event in chunk]
+        keys = [fragment_key("vevent", item, vevent_variant(item, uid)) for pairs in own for item, uid in pairs]
         self.cache.prefetch("vevent", [key for key in keys if key is not None])
         with render_memo():
             for event, pairs in zip(chunk, own, strict=True):
@@ -755,14 +746,14 @@ class _Publish:
         """The scope's calendar: its events' VEVENTs in ``ics.calendar_entries``' order, and their zones."""
         ix = self.events
         entries = ix.entries
-        # Each VEVENT's place in the order as one number (its UID's rank among all UIDs, override, its
-        # RECURRENCE-ID, then its place before sorting: the sort is stable); the few shown under
-        # another UID or with other sources sorted apart, by their UID, and merged in.
+        # Each VEVENT's place in the order as one number (its UID's rank among all UIDs, then its place
+        # before sorting: the sort is stable); the few shown under another UID or with other sources
+        # sorted apart, by their UID, and merged in.
         # (A source's own calendar is written before the ranks are known: its few sorted as text.)
         ranked = len(self.entry_rank) == len(entries)
         plain: list[Any] = []
         plain_entry = array("i")  # by place before sorting: the entry
-        others: list[tuple[str, bool, int, int, _Entry]] = []
+        others: list[tuple[str, int, _Entry]] = []
         for row in scoped.rows:
             also_from = scoped.also_from.get(row)
             uid = renamed.get(row)
@@ -770,8 +761,7 @@ class _Publish:
                 for at in range(ix.first_entry[row], self._entries_end(row)):
                     place = len(plain_entry)
                     if ranked:
-                        rank = (self.entry_rank[at] << 1) | entries.override[at]
-                        plain.append((((rank << 64) | (entries.recurrence[at] + (1 << 62))) << 32) | place)
+                        plain.append((self.entry_rank[at] << 32) | place)
                     else:
                         plain.append(self._entry_key(at, place, row))
                     plain_entry.append(at)
@@ -781,19 +771,19 @@ class _Publish:
                 for entry in self.event_variants[context]:
                     place = len(plain_entry)
                     plain_entry.append(-1)
-                    others.append((shown_uid + entry.suffix, entry.override, entry.recurrence, place, entry))
+                    others.append((shown_uid + entry.suffix, place, entry))
         plain.sort()
-        others.sort(key=lambda other: other[:4])
+        others.sort(key=lambda other: other[:2])
         low = 0xFFFFFFFF
         places: Iterable[int]
         if not ranked:
-            places = (key[3] for key in heapq.merge(plain, (other[:4] for other in others)))
+            places = (key[1] for key in heapq.merge(plain, (other[:2] for other in others)))
         elif not others:
             places = (key & low for key in plain)
         else:
             plain_keys = (self._entry_key(plain_entry[key & low], key & low) for key in plain)
-            places = (key[3] for key in heapq.merge(plain_keys, (other[:4] for other in others)))
-        variant_at = {other[3]: other[4] for other in others}
+            places = (key[1] for key in heapq.merge(plain_keys, (other[:2] for other in others)))
+        variant_at = {other[1]: other[2] for other in others}
         refs = array("i")  # an entry, or -1 - its place in ``variants``
         variants: list[_Entry] = []
         zones: dict[str, tuple[int, int]] = {}
@@ -829,11 +819,11 @@ class _Publish:
 
         self.writer.submit(_Output(calendar.path, _parts(head, _Lazy(len(refs), text), ICS_FOOT)))
 
-    def _entry_key(self, at: int, place: int, row: int | None = None) -> tuple[str, bool, int, int]:
+    def _entry_key(self, at: int, place: int, row: int | None = None) -> tuple[str, int]:
         """A calendar entry's place in the order spelled out (its UID as text): to merge the few apart in."""
         entries = self.events.entries
         uid = self.events.uid[self.entry_row[at] if row is None else row] + entries.suffix.get(at, "")
-        return (uid, bool(entries.override[at]), entries.recurrence[at], place)
+        return (uid, place)
 
     def _entries_end(self, row: int) -> int:
         ix = self.events
@@ -1082,13 +1072,13 @@ class _Publish:
     def _render_event_variants(self, contexts: Sequence[tuple[int, tuple[str, ...], str]]) -> None:
         items = self._read_again("events", [row for row, _, _ in contexts])
         own = [
-            _without_rdates(
-                [(_shown(items[row], also_from if also_from != items[row].record.also_from else None), uid)]
+            published_vevents(
+                _shown(items[row], also_from if also_from != items[row].record.also_from else None), uid, self.moved
             )
             for row, also_from, uid in contexts
         ]
         del items
-        keys = [fragment_key("vevent", item, uid) for pairs in own for item, uid in pairs]
+        keys = [fragment_key("vevent", item, vevent_variant(item, uid)) for pairs in own for item, uid in pairs]
         self.cache.prefetch("vevent", [key for key in keys if key is not None])
         with render_memo():
             for context, pairs in zip(contexts, own, strict=True):

@@ -108,6 +108,11 @@ class Store(Protocol):
         """(source, UID) of every stored recurring event (RRULE or RDATE): known before its overrides stream by."""
         ...
 
+    def overrides(self) -> list[EventRecord]:
+        """Every stored override (an event with a RECURRENCE-ID): its series must skip the occurrence it
+        replaces (``ics.published_vevents``), known before that series streams by."""
+        ...
+
     def save_match_keys(self, keys: Sequence[tuple[StoredNews | StoredEvent, MatchKeys]]) -> int:
         """Store de-duplication keys computed for items read without them (``match`` None); returns rows updated.
 

@@ -702,6 +702,17 @@ class SqlStore:
                 series.add((source, codec.decode_event(payload).uid))
         return series
 
+    def overrides(self) -> list[EventRecord]:
+        """Every stored override: only rows whose key holds ``#`` (UID ``#`` RECURRENCE-ID) are decoded."""
+        query = (
+            select(records.c.payload)
+            .where(records.c.kind == RecordKind.EVENT.value, records.c.key.like("%#%"))
+            .order_by(records.c.source, records.c.key)
+        )
+        with self._transaction("reading overrides", write=False) as conn:
+            decoded = [codec.decode_event(payload) for (payload,) in conn.execute(query)]
+        return [record for record in decoded if record.recurrence_id is not None]
+
     def _read(self, action: str, query: Any, build: Callable[[Any, _Times], _Row]) -> list[_Row]:
         """``build`` applied to each row as it arrives: 100,000 payloads are never held as text beside their records."""
         result = []

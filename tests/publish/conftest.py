@@ -339,3 +339,37 @@ def store(config: Config) -> Iterator[SqlStore]:
         opened.save_state(state)
     yield opened
     opened.close()
+
+
+LISBON = ZoneInfo("Europe/Lisbon")
+
+
+def overlapping_series() -> list[StoredEvent]:
+    """Weekly series whose overrides meet other series: what ical.js related across UIDs.
+
+    alpha's webinar moves its 5 December session an hour later, while beta's stand-up (another
+    event) meets at the webinar's usual 14:00 every week. alpha and gamma both carry one meetup
+    series and its moved 8 December session: alpha's series was seen first, gamma's override.
+    """
+    hour = timedelta(hours=1)
+    weekly, meetup = "FREQ=WEEKLY;COUNT=6", "FREQ=WEEKLY;COUNT=4"
+    nov28, dec5 = datetime(2026, 11, 28, 14, 0, tzinfo=LISBON), datetime(2026, 12, 5, 14, 0, tzinfo=LISBON)
+    dec1, dec8 = datetime(2026, 12, 1, 10, 0, tzinfo=LISBON), datetime(2026, 12, 8, 10, 0, tzinfo=LISBON)
+    return [
+        event("alpha", "webinar@alpha.example", "Hydrogen webinar", nov28, nov28 + 2 * hour, rrule=weekly),
+        event(
+            "alpha", "webinar@alpha.example", "Hydrogen webinar (an hour later)", dec5 + hour, dec5 + 3 * hour,
+            recurrence_id=dec5, sequence=1,
+        ),
+        event("beta", "standup@beta.example", "Cluster stand-up", nov28, nov28 + hour, rrule=weekly),
+        event("alpha", "meetup@example.eu", "Mobility meetup", dec1, dec1 + hour, rrule=meetup),
+        event(
+            "alpha", "meetup@example.eu", "Mobility meetup (moved)", dec8 + hour, dec8 + 2 * hour,
+            recurrence_id=dec8, first_seen=SEEN + 2 * hour,
+        ),
+        event("gamma", "meetup@example.eu", "Mobility meetup", dec1, dec1 + hour, rrule=meetup, first_seen=SEEN + hour),
+        event(
+            "gamma", "meetup@example.eu", "Mobility meetup (moved)", dec8 + hour, dec8 + 2 * hour,
+            recurrence_id=dec8, first_seen=SEEN + hour,
+        ),
+    ]  # fmt: skip

@@ -11,6 +11,8 @@ import pytest
 from aggregator.publish import publish
 from aggregator.records import EventStatus
 
+from .conftest import overlapping_series
+
 VIENNA = ZoneInfo("Europe/Vienna")
 
 
@@ -138,21 +140,54 @@ def test_cancelled_event_is_kept_with_its_status_and_utc_time(feeds_dir, cluster
     assert "DURATION" not in summit
 
 
-def test_series_keeps_rrule_exdate_and_moved_instance(feeds_dir, cluster_input):
+def test_series_keeps_rrule_and_exdate_and_its_moved_instance_is_an_event_of_its_own(feeds_dir, cluster_input):
     publish(feeds_dir, cluster_input)
     events = _events(feeds_dir)
     uid = "funding-clinic@gamma.clusterfeeds.example"
     series = events[(uid, None)]
     assert series["RRULE"].to_ical() == b"FREQ=WEEKLY;COUNT=6;BYDAY=TU"
-    assert series["EXDATE"].dts[0].dt == datetime(2027, 3, 30, 10, 0, tzinfo=VIENNA)
-    moved = events[(uid, datetime(2027, 4, 6, 10, 0, tzinfo=VIENNA))]
+    # The source's own EXDATE, then the occurrence its override replaces.
+    assert [d.dt for exdate in series["EXDATE"] for d in exdate.dts] == [
+        datetime(2027, 3, 30, 10, 0, tzinfo=VIENNA),
+        datetime(2027, 4, 6, 10, 0, tzinfo=VIENNA),
+    ]
+    moved = events[(f"{uid}-occurrence-20270406T100000", None)]
     assert moved["DTSTART"].dt.astimezone(UTC) == datetime(2027, 4, 6, 9, 30, tzinfo=UTC)
     assert moved["SEQUENCE"] == 2
+    assert "RRULE" not in moved
     lines = _lines(feeds_dir)
     assert "EXDATE;TZID=Europe/Vienna:20270330T100000" in lines
-    assert "RECURRENCE-ID;TZID=Europe/Vienna:20270406T100000" in lines
-    # The master comes before its override.
+    assert "EXDATE;TZID=Europe/Vienna:20270406T100000" in lines
+    assert not [line for line in lines if line.startswith("RECURRENCE-ID")]
+    # The series comes before its moved instance (ordered by UID).
     assert lines.index("SUMMARY:Funding clinic (weekly)") < lines.index("SUMMARY:Funding clinic (moved)")
+
+
+def test_an_override_moves_only_its_own_series_when_calendars_hold_several(feeds_dir, publish_input):
+    # ical.js relates every RECURRENCE-ID in a calendar to every series: alpha's moved webinar also
+    # moved beta's stand-up, which meets at the same local time. Overrides are events of their own.
+    publish(feeds_dir, publish_input(events=overlapping_series()))
+    lines = _event_lines(feeds_dir)
+    assert [line for line in lines if line.startswith(("UID:", "EXDATE", "RECURRENCE-ID", "DTSTART"))] == [
+        "UID:meetup@example.eu",  # alpha's series, seen first; gamma's copy merged into it
+        "DTSTART;TZID=Europe/Lisbon:20261201T100000",
+        "EXDATE;TZID=Europe/Lisbon:20261208T100000",
+        "UID:meetup@example.eu-gamma-occurrence-20261208T100000",  # gamma's moved session, seen first
+        "DTSTART;TZID=Europe/Lisbon:20261208T110000",
+        "UID:standup@beta.example",
+        "DTSTART;TZID=Europe/Lisbon:20261128T140000",
+        "UID:webinar@alpha.example",
+        "DTSTART;TZID=Europe/Lisbon:20261128T140000",
+        "EXDATE;TZID=Europe/Lisbon:20261205T140000",
+        "UID:webinar@alpha.example-occurrence-20261205T140000",
+        "DTSTART;TZID=Europe/Lisbon:20261205T150000",
+    ]
+    gamma = _event_lines(feeds_dir, "sources/gamma.ics")
+    assert [line for line in gamma if line.startswith(("UID:", "EXDATE", "RECURRENCE-ID"))] == [
+        "UID:meetup@example.eu",
+        "EXDATE;TZID=Europe/Lisbon:20261208T100000",
+        "UID:meetup@example.eu-occurrence-20261208T100000",
+    ]
 
 
 def test_rdates_become_events_of_their_own_and_exdates_are_written_one_per_line(feeds_dir, publish_input, make_event):

@@ -151,7 +151,9 @@ def test_packed_events_give_the_same_files_and_validity_as_decoded_ones(
     assert gamma.count("BEGIN:VEVENT") == 3
     assert "RRULE:FREQ=WEEKLY;BYDAY=TU" in gamma
     assert "SUMMARY:Jour fixe (moved to Wednesday)" in gamma
-    assert "RECURRENCE-ID;TZID=Europe/Vienna:20240116T100000" in gamma
+    # The override: an event of its own, and the occurrence it replaces skipped by the series.
+    assert "EXDATE;TZID=Europe/Vienna:20240116T100000" in gamma
+    assert "-occurrence-20240116T100000\r\n" in gamma
     assert "Health summit 2024" not in gamma
     assert "Farewell" not in merged
     assert packed_files["sources/beta.ics"].decode().count("BEGIN:VEVENT") == 1_000

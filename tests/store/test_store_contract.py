@@ -696,7 +696,9 @@ def test_events_stream_in_the_order_they_are_read_counted_and_with_their_series(
         for n in range(5)
     ]
     store.upsert("plastics-cluster", [series, moved, old, long_moved, stray, *others], now=NOW)
-    store.upsert("silicon-saxony", [event("s@saxony", "Chip day", start, source="silicon-saxony")], now=NOW)
+    chip_day = event("s@saxony", "Chip day", start, source="silicon-saxony")
+    room = event("room#4@saxony", "Open day in room #4", start, source="silicon-saxony")  # a "#" not an override's
+    store.upsert("silicon-saxony", [chip_day, room], now=NOW)
     since = datetime(2026, 11, 1, tzinfo=UTC)
 
     streamed = list(store.stream_events(since=since))
@@ -706,5 +708,11 @@ def test_events_stream_in_the_order_they_are_read_counted_and_with_their_series(
         ("plastics-cluster", "e4@plastics"),
         ("plastics-cluster", "e3@plastics"),
     ]
-    assert store.count_events(since=since) == len(streamed) == 9
+    assert store.count_events(since=since) == len(streamed) == 10
     assert store.recurring_series() == {("plastics-cluster", "jour-fixe@plastics")}
+    # Every override, old or current, with or without its series; nothing else.
+    assert [(r.source, r.uid, r.recurrence_id, r.title) for r in store.overrides()] == [
+        ("plastics-cluster", "gone@plastics", start - timedelta(days=701), "Gone"),
+        ("plastics-cluster", "jour-fixe@plastics", start - timedelta(days=701), "Jour fixe (moved long ago)"),
+        ("plastics-cluster", "jour-fixe@plastics", start + timedelta(days=7), "Jour fixe (moved)"),
+    ]
