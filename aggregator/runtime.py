@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import fcntl
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -29,7 +28,7 @@ from aggregator.errors import PublishError, StoreError
 from aggregator.logs import log_event
 from aggregator.matching import MatchKeys, match_keys
 from aggregator.metrics import Metrics
-from aggregator.processes import collector_paused, die_with_parent
+from aggregator.processes import collector_paused, forkserver_context, init_publishing_process
 from aggregator.publish import (
     PackedEvents,
     PublishInput,
@@ -55,7 +54,6 @@ __all__ = [
     "PublishStandby",
     "base_url_of",
     "cache_max_age",
-    "die_with_parent",
     "feeds_server",
     "install_signal_handlers",
     "open_configured_store",
@@ -141,7 +139,7 @@ class PublishStandby:
         if self._child is not None or self.streams:
             return
         child = _publishing_process()
-        self._read = child.submit(_read_ahead, config, os.getpid())  # a failure only means a full read later
+        self._read = child.submit(_read_ahead, config)  # a failure only means a full read later
         self._child = child
 
     def ready(self, timeout: float | None = None) -> bool:
@@ -285,8 +283,7 @@ def _store_location(config: Config) -> tuple[str | None, Path]:
 READ_AHEAD_NICE = 10  # the standby reads in the gaps the batch's fetching and parsing leave
 
 
-def _read_ahead(config: Config, parent_pid: int) -> None:
-    die_with_parent(parent_pid)
+def _read_ahead(config: Config) -> None:
     # Reading ahead must not slow the batch it runs beside: the parse workers come first. (The
     # publish stays at this priority too: an unprivileged process cannot raise its priority again.)
     with contextlib.suppress(OSError):
@@ -454,9 +451,8 @@ def _with_match_keys(items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item,
     return items, computed
 
 
-def _publish_child(config: Config, token: str, now: datetime, base_url: str, parent_pid: int) -> PublishReport:
+def _publish_child(config: Config, token: str, now: datetime, base_url: str) -> PublishReport:
     """The child's side of an isolated publish: its own store connection, then the usual publish."""
-    die_with_parent(parent_pid)
     known: tuple[dict[tuple[str, str], StoredNews], dict[tuple[str, str], StoredEvent]] | None = None
     if _READ_AHEAD:  # a standby: the store is open and the records were read while sources were fetched
         location, store, news, events = _READ_AHEAD.pop()
@@ -482,8 +478,10 @@ def _stop_processes(executor: ProcessPoolExecutor, sig: signal.Signals) -> None:
 
 
 def _publishing_process() -> ProcessPoolExecutor:
-    # spawn, not fork: the daemon has threads (server, scheduler, store) that a fork would copy mid-flight.
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    """A child of the forkserver (not a fork of the daemon, whose threads a fork would copy mid-flight),
+    forked with the publish's modules loaded and their pages shared (``aggregator.preload``); it
+    ends with the daemon, ``kill -9`` included (``init_publishing_process``)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=forkserver_context(), initializer=init_publishing_process)
 
 
 def _publish_in_child(
@@ -499,7 +497,7 @@ def _publish_in_child(
         standby.publishing(child, config.feeds_dir) if standby is not None else contextlib.nullcontext(),
     ):
         try:
-            future = child.submit(_publish_child, config, token, now, base_url, os.getpid())
+            future = child.submit(_publish_child, config, token, now, base_url)
         except BrokenProcessPool:
             if started is None:
                 raise

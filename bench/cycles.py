@@ -50,7 +50,14 @@ from aggregator.fetch import Fetcher
 from aggregator.fragments import CACHE_FILE
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
-from aggregator.processes import limit_malloc_arenas, parse_pool, release_free_memory, release_free_memory_every
+from aggregator.processes import (
+    PARSE_WORKER_NAME,
+    PUBLISHING_PROCESS_NAME,
+    limit_malloc_arenas,
+    parse_pool,
+    release_free_memory,
+    release_free_memory_every,
+)
 from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
 from aggregator.store.base import Store
 
@@ -99,6 +106,34 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _parts_of(pss: dict[int, int], pool: set[int]) -> dict[str, int]:
+    """KiB of PSS by kind: "main" (this process), "workers" (parse workers and fresh parse processes),
+    "publishing" (publishing processes, standby included, and their forks), "forkserver", "other"."""
+    main = os.getpid()
+    parts = dict.fromkeys(("main", "workers", "publishing", "forkserver", "other"), 0)
+    for pid, kib in pss.items():
+        name = _process_name(pid)
+        if pid == main:
+            kind = "main"
+        elif name == PARSE_WORKER_NAME:
+            kind = "workers"
+        elif name == PUBLISHING_PROCESS_NAME:
+            kind = "publishing"
+        elif pid in pool:
+            kind = "forkserver"
+        else:
+            kind = "other"
+        parts[kind] += kib
+    return parts
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class TreeSampler:
     """What this process and all of its descendants hold at once, sampled every ``interval`` seconds.
 
@@ -113,6 +148,7 @@ class TreeSampler:
         self.interval = interval
         self.pool = pool  # the parse pool's processes now (its workers come and go: ``ParsePool.release``)
         self._peaks = (0, 0, 0)
+        self._parts: dict[str, int] = {}  # KiB of PSS by kind of process, in the sample of the highest sum
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -128,18 +164,24 @@ class TreeSampler:
         pids = [os.getpid(), *_descendants(os.getpid())]
         pss = {pid: pss_kb(pid) for pid in pids}
         rss = sum(proc_status_kb(pid, "VmRSS") for pid in pids)
-        pool = sum(pss.get(pid) or pss_kb(pid) for pid in self.pool())
+        pool_pids = set(self.pool())
+        pool = sum(pss.get(pid) or pss_kb(pid) for pid in pool_pids)
+        total = sum(pss.values())
         with self._lock:
             high = self._peaks
-            self._peaks = (max(high[0], sum(pss.values())), max(high[1], rss), max(high[2], pool))
+            if total > high[0]:
+                self._parts = _parts_of(pss, pool_pids)
+            self._peaks = (max(high[0], total), max(high[1], rss), max(high[2], pool))
 
-    def take(self) -> tuple[float, float, float]:
-        """The highest sums in MB since the last call: the tree's PSS and RSS, and the pool's PSS."""
+    def take(self) -> tuple[float, float, float, dict[str, float]]:
+        """The highest sums in MB since the last call: the tree's PSS and RSS, the pool's PSS, and the
+        tree's PSS at its highest by kind of process (``_parts_of``)."""
         self.sample()
         with self._lock:
             peaks, self._peaks = self._peaks, (0, 0, 0)
+            parts, self._parts = self._parts, {}
         pss, rss, pool = (round(kib / 1024, 1) for kib in peaks)
-        return pss, rss, pool
+        return pss, rss, pool, {kind: round(kib / 1024, 1) for kind, kib in parts.items()}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -237,7 +279,7 @@ class Driver:
         workers = self.executor.worker_pids()
         pool = self.pool_pids()
         split, self.split = self.split, {}
-        tree_pss, tree_rss, pool_peak = self.sampler.take()
+        tree_pss, tree_rss, pool_peak, tree_parts = self.sampler.take()
         return {
             "step": step,
             "seconds": round(seconds, 3),
@@ -258,6 +300,8 @@ class Driver:
             # the whole process tree at once, the highest sample during the step (``TreeSampler``)
             "tree_pss_peak_mb": tree_pss,
             "tree_rss_peak_mb": tree_rss,
+            # who held it then: this process, the parse workers, the forkserver, publishing processes, others
+            "tree_pss_peak_parts_mb": tree_parts,
         }
 
     def server_call(self, method: str, path: str) -> dict[str, Any]:

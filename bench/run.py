@@ -59,6 +59,7 @@ STEP_MEMORY_KEYS = (
     "children_peak_mb",
     "workers_pss_mb",
     "rss_mb",
+    "tree_pss_peak_parts_mb",
 )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aggregator.processes import PUBLISHING_PROCESS_NAME
+
 
 def children(pid: int) -> list[int]:
     """The direct children of ``pid`` (of all its threads)."""
@@ -31,15 +33,17 @@ def running(pid: int) -> bool:
 
 
 def publishing_children(pid: int) -> list[int]:
-    """The spawned publishing processes below ``pid`` (and their forks); the resource tracker and
-    the forkserver are started with other command lines."""
+    """The publishing processes below ``pid`` (and their forks): named so by ``init_publishing_process``.
+
+    Parse workers, the forkserver and the resource tracker go by other names.
+    """
     found = []
     for child in descendants(pid):
         try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            name = Path(f"/proc/{child}/comm").read_text().strip()
         except OSError:
             continue
-        if b"multiprocessing.spawn" in command:
+        if name == PUBLISHING_PROCESS_NAME:
             found.append(child)
     return found
 

@@ -102,21 +102,26 @@ def test_the_tree_sampler_counts_a_child_while_it_lives_and_forgets_it_at_the_ne
     sampler = _load("cycles").TreeSampler(interval=0.05, pool=lambda: list(pool))
     sampler.start()
     try:
-        before_pss, before_rss, before_pool = sampler.take()
+        before_pss, before_rss, before_pool, _ = sampler.take()
+        named = "open('/proc/self/comm', 'w').write('cf-parse')"  # as a parse worker names itself
         child = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; held = b'x' * 60_000_000; print(1, flush=True); time.sleep(2)"],
+            [
+                sys.executable,
+                "-c",
+                f"import time; {named}; held = b'x' * 60_000_000; print(1, flush=True); time.sleep(2)",
+            ],
             stdout=subprocess.PIPE,
         )
         assert child.stdout is not None
         assert child.stdout.readline() == b"1\n"
         pool.append(child.pid)
         time.sleep(0.3)  # a few samples while it holds them
-        during_pss, during_rss, during_pool = sampler.take()
+        during_pss, during_rss, during_pool, during_parts = sampler.take()
         child.wait()
         child.stdout.close()
         sampler.take()  # the rest of the child's life
         time.sleep(0.2)
-        after_pss, _, after_pool = sampler.take()
+        after_pss, _, after_pool, after_parts = sampler.take()
     finally:
         sampler.stop()
     assert during_pss - before_pss > 55, (before_pss, during_pss)
@@ -125,3 +130,9 @@ def test_the_tree_sampler_counts_a_child_while_it_lives_and_forgets_it_at_the_ne
     assert before_pool == 0.0
     assert during_pool > 55, during_pool
     assert after_pool == 0.0  # its /proc entry is gone
+    # Who held the peak: this process and the worker, nothing else.
+    assert during_parts["workers"] > 55, during_parts
+    assert during_parts["main"] > 10, during_parts
+    assert during_parts["publishing"] == during_parts["forkserver"] == during_parts["other"] == 0.0
+    assert abs(sum(during_parts.values()) - during_pss) < 0.5
+    assert after_parts["workers"] == 0.0
