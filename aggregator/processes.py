@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PARENT_WATCHER = "end-with-parent"  # the thread of ``end_with_parent_process``
 _M_ARENA_MAX = -8  # from glibc's <malloc.h>
 MALLOC_ARENAS = 2  # one per core of the small machine we are sized for
 _T = TypeVar("_T")
@@ -343,7 +344,7 @@ def end_with_parent_process() -> None:
         multiprocessing.connection.wait([parent.sentinel])
         os._exit(1)
 
-    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+    threading.Thread(target=watch, name=_PARENT_WATCHER, daemon=True).start()
 
 
 class ForkedCall(Generic[_T]):
@@ -424,8 +425,13 @@ def room_for_copies(copies: int) -> bool:
 
 
 def can_fork() -> bool:
-    """True when this process may fork safely: POSIX, and no other thread that could hold a lock."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """True when this process may fork safely: POSIX, and no other thread that could hold a lock.
+
+    The one thread allowed is ``end_with_parent_process``'s: it waits in a system call holding
+    nothing, from the start of a publishing process (a child of the forkserver) to its end.
+    """
+    others = [thread for thread in threading.enumerate() if thread is not threading.current_thread()]
+    return hasattr(os, "fork") and all(thread.name == _PARENT_WATCHER for thread in others)
 
 
 def fork_call(function: Callable[[], _T], what: str) -> ForkedCall[_T] | None:

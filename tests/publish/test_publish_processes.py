@@ -1,6 +1,7 @@
 """A publish shared out between processes (one per core) writes exactly what one process writes.
 
-The daemon publishes in a spawned, single-threaded child; there ``publish`` forks helpers
+The daemon publishes in a child of its forkserver, whose one other thread only waits for the
+daemon's end (``end_with_parent_process``, which ``can_fork`` allows); there ``publish`` forks helpers
 that render some of the formats. These tests take the same path (``isolated=True``), so
 the forks are real, and compare the files byte for byte with a one-process publish.
 """
