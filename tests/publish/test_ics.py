@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -215,6 +215,29 @@ def test_rdates_become_events_of_their_own_and_exdates_are_written_one_per_line(
     assert "DTEND;TZID=Europe/Vienna:20270209T180000" in lines
     assert "DTSTART;TZID=Europe/Vienna:20270413T180000" in lines
     assert "DTEND;TZID=Europe/Vienna:20270413T190000" in lines
+
+
+def test_an_rdate_series_whose_first_and_second_dates_moved_keeps_only_its_other_dates(
+    feeds_dir, publish_input, make_event
+):
+    first, second, third = (datetime(2027, 1, day, 17, 0, tzinfo=VIENNA) for day in (12, 19, 26))
+    hour = timedelta(hours=1)
+    series = make_event("alpha", "board@alpha.example", "Board", first, first + hour, rdates=(second, third))
+    moved = [
+        make_event("alpha", "board@alpha.example", f"Board (moved from {when:%d})", when + hour, when + 2 * hour,
+                   recurrence_id=when)
+        for when in (first, second)
+    ]  # fmt: skip
+    publish(feeds_dir, publish_input(events=[series, *moved]))
+    lines = _event_lines(feeds_dir)
+    assert [line for line in lines if line.startswith(("UID:", "DTSTART", "EXDATE", "RDATE", "RECURRENCE-ID"))] == [
+        "UID:board@alpha.example-occurrence-20270112T170000",
+        "DTSTART;TZID=Europe/Vienna:20270112T180000",
+        "UID:board@alpha.example-occurrence-20270119T170000",
+        "DTSTART;TZID=Europe/Vienna:20270119T180000",
+        "UID:board@alpha.example-rdate-20270126T170000",  # the one date that did not move
+        "DTSTART;TZID=Europe/Vienna:20270126T170000",
+    ]
 
 
 def test_until_of_a_zoned_series_is_converted_to_utc(feeds_dir, publish_input, make_event):
