@@ -149,6 +149,9 @@ class TreeSampler:
         self.pool = pool  # the parse pool's processes now (its workers come and go: ``ParsePool.release``)
         self._peaks = (0, 0, 0)
         self._parts: dict[str, int] = {}  # KiB of PSS by kind of process, in the sample of the highest sum
+        # KiB: the highest resident peak (VmHWM) of any one publishing process seen so far. They are
+        # children of the forkserver, not of this process: RUSAGE_CHILDREN does not count them.
+        self.publisher_peak_kib = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -167,7 +170,10 @@ class TreeSampler:
         pool_pids = set(self.pool())
         pool = sum(pss.get(pid) or pss_kb(pid) for pid in pool_pids)
         total = sum(pss.values())
+        publishing = [pid for pid in pids if _process_name(pid) == PUBLISHING_PROCESS_NAME]
+        publisher_peak = max((proc_status_kb(pid, "VmHWM") for pid in publishing), default=0)
         with self._lock:
+            self.publisher_peak_kib = max(self.publisher_peak_kib, publisher_peak)
             high = self._peaks
             if total > high[0]:
                 self._parts = _parts_of(pss, pool_pids)
@@ -295,8 +301,10 @@ class Driver:
             # the pool's highest PSS during the step (workers and forkserver): its workers end before a publish
             "workers_pss_mb": pool_peak,
             "workers_pss_now_mb": round(sum(pss_kb(pid) for pid in pool) / 1024, 1),
-            # the largest child reaped so far: the isolated publisher (pool workers live to the end)
-            "children_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            # the largest child so far: the isolated publisher (reaped, or a child of the forkserver)
+            "children_peak_mb": round(
+                max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, self.sampler.publisher_peak_kib) / 1024, 1
+            ),
             # the whole process tree at once, the highest sample during the step (``TreeSampler``)
             "tree_pss_peak_mb": tree_pss,
             "tree_rss_peak_mb": tree_rss,

@@ -136,3 +136,26 @@ def test_the_tree_sampler_counts_a_child_while_it_lives_and_forgets_it_at_the_ne
     assert during_parts["publishing"] == during_parts["forkserver"] == during_parts["other"] == 0.0
     assert abs(sum(during_parts.values()) - during_pss) < 0.5
     assert after_parts["workers"] == 0.0
+
+
+def test_the_tree_sampler_keeps_the_highest_peak_of_a_publishing_process_after_it_ends() -> None:
+    """Publishing processes are children of the forkserver: RUSAGE_CHILDREN never sees them."""
+    import subprocess
+    import sys
+    import time
+
+    sampler = _load("cycles").TreeSampler(interval=0.05)
+    sampler.start()
+    try:
+        named = "open('/proc/self/comm', 'w').write('cf-publish')"  # as a publishing process names itself
+        script = f"import time; {named}; held = b'x' * 60_000_000; del held; print(1, flush=True); time.sleep(0.5)"
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"1\n"  # its 60 MB are freed: only its high-water mark tells
+        time.sleep(0.3)
+        child.wait()
+        child.stdout.close()
+        sampler.take()
+    finally:
+        sampler.stop()
+    assert sampler.publisher_peak_kib / 1024 > 55, sampler.publisher_peak_kib
