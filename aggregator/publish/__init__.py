@@ -53,6 +53,7 @@ from aggregator.publish.index import (
 from aggregator.publish.jsonfeed import json_feed_parts
 from aggregator.publish.opml import OpmlEntry, render_opml
 from aggregator.publish.rss import rss_parts
+from aggregator.publish.state import STATE_FILE, files_intact, intact, load_state, save_state, scope_entry, stamp
 from aggregator.records import SourceState
 from aggregator.sanitize import clean_text
 from aggregator.store.base import StoredEvent, StoredNews
@@ -778,47 +779,9 @@ def render_all(data: PublishInput) -> list[_Output]:
         return [output for s in plan.scopes for output in s.render_all()] + plan.render_pages()
 
 
-_STATE_FILE = "publish-state.json"  # in the data directory: never served, never in feeds/
 _WRITERS = 8  # fsync waits on the disk, not the GIL: parallel writers share journal commits
 _IN_FLIGHT = 64  # rendered files waiting for a writer at most (bounds memory on large workloads)
 _IN_FLIGHT_BYTES = 16 << 20  # and their bytes: a 35 MB merged feed is written before the next is rendered
-
-
-def _load_state(path: Path, feeds_dir: Path) -> dict[str, Any]:
-    """Digests and file stamps of the previous publish into ``feeds_dir`` (empty when unknown or unreadable)."""
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(state, dict) or state.get("feeds_dir") != str(feeds_dir.resolve()):
-        return {}
-    scopes = state.get("scopes")
-    return scopes if isinstance(scopes, dict) else {}
-
-
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return [info.st_size, info.st_mtime_ns]
-
-
-def _intact(feeds_dir: Path, entry: Any, scope: _Scope) -> bool:
-    """The scope's files are still exactly the ones the previous publish left (same size and mtime)."""
-    if not isinstance(entry, dict) or entry.get("digest") != scope.digest:
-        return False
-    stamps = entry.get("files")
-    if not isinstance(stamps, dict):
-        return False
-    return all(stamps.get(p) is not None and stamps.get(p) == _stamp(feeds_dir / p) for p in scope.paths)
-
-
-def _save_state(path: Path, feeds_dir: Path, scopes: dict[str, Any]) -> None:
-    """Remember what was published; only a cache, so a data directory we cannot write costs speed, not output."""
-    body = json.dumps({"feeds_dir": str(feeds_dir.resolve()), "scopes": scopes}, sort_keys=True).encode()
-    with contextlib.suppress(OSError, PublishError):
-        _files.write_if_changed(path, body, sync_directory=False)
 
 
 @dataclass(slots=True)
@@ -986,23 +949,24 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     holders = plan.holders if data.handed_over else None
     park_events = len(data.events) * _EVENT_BYTES > (data.config.defaults.publish_memory_mb << 20)
     keep_pieces = len(data.news) * _PIECES_BYTES <= (data.config.defaults.publish_memory_mb << 20)
-    state_path = data.config.data_dir / _STATE_FILE
-    previous = _load_state(state_path, feeds_dir)
+    state_path = data.config.data_dir / STATE_FILE
+    previous = load_state(state_path, feeds_dir)
     # Whatever happens below, the last publish's change token no longer describes feeds/.
     with contextlib.suppress(OSError):
         (data.config.data_dir / _TOKEN_FILE).unlink()
-    done_scopes: dict[str, Any] = {}
+    done_scopes: dict[str, str] = {}  # prefix -> its entry (``state``); the digest alone until written
     rendered: list[str] = []
     to_render: list[_Scope] = []
     unchanged = 0
     for scope in scopes:
-        if _intact(feeds_dir, previous.get(scope.prefix), scope):
+        if intact(feeds_dir, previous.get(scope.prefix), scope.digest, scope.paths):
             unchanged += len(scope.paths)
             done_scopes[scope.prefix] = previous[scope.prefix]
             continue
         to_render.append(scope)
         rendered.append(scope.prefix)
-        done_scopes[scope.prefix] = {"digest": scope.digest, "files": {}}
+        done_scopes[scope.prefix] = scope.digest
+    del previous
     cache_path = data.config.data_dir / CACHE_FILE
     processes = min(data.config.defaults.publish_processes, os.cpu_count() or 1) if to_render else 1
     if _records_bytes(data) > data.config.defaults.publish_copy_limit_mb << 20:
@@ -1099,10 +1063,9 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     for directory in sorted(touched):
         _files.fsync_directory(directory)
     paths_of = {s.prefix: s.paths for s in scopes}
-    for prefix, entry in done_scopes.items():
-        if not entry["files"]:
-            entry["files"] = {p: _stamp(feeds_dir / p) for p in paths_of[prefix]}
-    _save_state(state_path, feeds_dir, done_scopes)
+    for prefix in rendered:
+        done_scopes[prefix] = scope_entry(done_scopes[prefix], feeds_dir, paths_of[prefix])
+    save_state(state_path, feeds_dir, done_scopes)
     removed: list[str] = []
     for directory in (feeds_dir, feeds_dir / "sources", feeds_dir / "tags"):
         _files.remove_abandoned_temporaries(directory)
@@ -1160,21 +1123,15 @@ def published_still_current(config: Config, token: str, now: datetime) -> int | 
     feeds_dir = config.feeds_dir
     count = 0
     for page in _PAGES:
-        if pages.get(page) is None or pages.get(page) != _stamp(feeds_dir / page):
+        known = pages.get(page)
+        if known is None or tuple(known) != stamp(feeds_dir / page):
             return None
         count += 1
-    scopes = _load_state(config.data_dir / _STATE_FILE, feeds_dir)
+    scopes = load_state(config.data_dir / STATE_FILE, feeds_dir)
     if not scopes:
         return None
-    for entry in scopes.values():
-        files = entry.get("files") if isinstance(entry, dict) else None
-        if not isinstance(files, dict):
-            return None
-        for path, stamp in files.items():
-            if stamp is None or stamp != _stamp(feeds_dir / path):
-                return None
-            count += 1
-    return count
+    files = files_intact(feeds_dir, scopes)
+    return None if files is None else count + files
 
 
 def remember_publish(config: Config, token: str, report: PublishReport) -> None:
@@ -1185,7 +1142,7 @@ def remember_publish(config: Config, token: str, report: PublishReport) -> None:
         "token": token,
         "feeds_dir": str(config.feeds_dir.resolve()),
         "valid_until": report.valid_until.isoformat(),
-        "pages": {page: _stamp(config.feeds_dir / page) for page in _PAGES},
+        "pages": {page: stamp(config.feeds_dir / page) for page in _PAGES},
     }
     with contextlib.suppress(OSError, PublishError):
         _files.write_if_changed(

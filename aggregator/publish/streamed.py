@@ -52,7 +52,6 @@ from aggregator.publish import (
     _FEED_SUFFIXES,
     _IN_FLIGHT,
     _IN_FLIGHT_BYTES,
-    _STATE_FILE,
     _TOKEN_FILE,
     _WRITERS,
     PublishInput,
@@ -62,16 +61,13 @@ from aggregator.publish import (
     _event_token,
     _feed_meta,
     _files,
-    _load_state,
     _news_token,
     _Output,
     _own_spec,
     _render_pages,
-    _save_state,
     _ScopeSpec,
     _shared_specs,
     _spec_digest,
-    _stamp,
     _valid_until,
     news_per_source,
 )
@@ -97,6 +93,7 @@ from aggregator.publish.jsonfeed import (
     json_feed_item,
 )
 from aggregator.publish.rss import RSS_FOOT, rss_head, rss_item
+from aggregator.publish.state import STATE_FILE, intact, load_state, save_state, scope_entry
 from aggregator.sanitize import html_to_text
 from aggregator.store.base import Store, StoredEvent, StoredNews
 
@@ -280,16 +277,6 @@ def _listing(linked: Iterable[tuple[int, int]], rows: Sequence[int], source: arr
             listing.add(link)
         seen.add(pair)
     return listing
-
-
-def _intact(feeds_dir: Path, entry: Any, digest: str, paths: Sequence[str]) -> bool:
-    """The scope's files are still exactly the ones the previous publish left (same size and mtime)."""
-    if not isinstance(entry, dict) or entry.get("digest") != digest:
-        return False
-    stamps = entry.get("files")
-    if not isinstance(stamps, dict):
-        return False
-    return all(stamps.get(p) is not None and stamps.get(p) == _stamp(feeds_dir / p) for p in paths)
 
 
 class _Writer:
@@ -505,8 +492,8 @@ class _Publish:
             s.name: hashlib.blake2b(repr(s).encode(), digest_size=16).hexdigest() for s in self.sources
         }
         self.single = len(self.sources) == 1
-        self.previous = _load_state(config.data_dir / _STATE_FILE, feeds_dir)
-        self.done_scopes: dict[str, Any] = {}
+        self.previous = load_state(config.data_dir / STATE_FILE, feeds_dir)
+        self.done_scopes: dict[str, str] = {}  # prefix -> its entry (``state``); the digest alone until written
         self.rendered: list[str] = []
         self.unchanged_files = 0
         self.texts: dict[int, str] = {}
@@ -717,13 +704,13 @@ class _Publish:
 
     def _begin_scope(self, spec: _ScopeSpec, digest: str) -> bool:
         """Whether the scope's files must be rendered (else they are what the previous publish left)."""
-        entry = self.previous.get(spec.prefix)
-        if _intact(self.feeds_dir, entry, digest, spec.paths):
+        entry = self.previous.pop(spec.prefix, None)  # each scope is begun once
+        if entry is not None and intact(self.feeds_dir, entry, digest, spec.paths):
             self.unchanged_files += len(spec.paths)
             self.done_scopes[spec.prefix] = entry
             return False
         self.rendered.append(spec.prefix)
-        self.done_scopes[spec.prefix] = {"digest": digest, "files": {}}
+        self.done_scopes[spec.prefix] = digest  # its entry once its files are written
         return True
 
     def _write_news_files(self, spec: _ScopeSpec, scoped: _Scoped) -> None:
@@ -1177,14 +1164,14 @@ def publish_streamed(feeds_dir: Path, config: Config, store: Store, *, now: date
     for directory in sorted(writer.touched):
         _files.fsync_directory(directory)
     keep: dict[str, set[str]] = {"sources": set(), "tags": set()}
+    written_now = set(run.rendered)
     for spec in every_spec():
-        entry = run.done_scopes[spec.prefix]
-        if not entry["files"]:
-            entry["files"] = {p: _stamp(feeds_dir / p) for p in spec.paths}
+        if spec.prefix in written_now:
+            run.done_scopes[spec.prefix] = scope_entry(run.done_scopes[spec.prefix], feeds_dir, spec.paths)
         folder, _, _ = spec.prefix.partition("/")
         if folder in keep:
             keep[folder].update(Path(p).name for p in spec.paths)
-    _save_state(config.data_dir / _STATE_FILE, feeds_dir, run.done_scopes)
+    save_state(config.data_dir / STATE_FILE, feeds_dir, run.done_scopes)
     removed: list[str] = []
     for directory in (feeds_dir, feeds_dir / "sources", feeds_dir / "tags"):
         _files.remove_abandoned_temporaries(directory)
