@@ -47,6 +47,7 @@ from aggregator.fragments import (
     item_number,
 )
 from aggregator.matching import MatchKeys, match_keys, reposted
+from aggregator.processes import release_free_memory
 from aggregator.publish import (
     _CALENDAR,
     _FEED_SUFFIXES,
@@ -524,6 +525,10 @@ class _Publish:
                 piece.update(event_digests[name].digest())
                 self.pieces[name] = piece.digest()
                 self._write_own(number, _own_spec(self.config, self.sources[number]))
+            # The group's records and fragments are garbage now, scattered over the heap: malloc
+            # keeps the pages free between them unless asked. The large store's publisher peaked
+            # at 186 MB instead of 215 MB with this here and after each shared scope.
+            release_free_memory()
 
     def _with_keys(self, items: Iterable[_Item]) -> Iterator[_Item]:
         """``items``, each read without de-duplication keys given them (saved in groups: ``_save_keys``)."""
@@ -838,6 +843,7 @@ class _Publish:
             self._make_event_variants(events, renamed)
             self._write_calendar(spec, events, renamed)
             del events
+            release_free_memory()
 
     def write_pages(self) -> None:
         """index.html and OPML, and until when everything stays right."""
