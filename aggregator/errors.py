@@ -52,6 +52,12 @@ class ConfigError(AggregatorError):
         self.problem = problem
         self.index = index  # 1-based position of a [[source]] that has no usable name
 
+    def __reduce__(
+        self,
+    ) -> tuple[type[ConfigError], tuple[str, int | None, str | None, str | None, str], dict[str, object]]:
+        """Pickled whole, as it comes back from a process that read the file (``runtime.load_config_apart``)."""
+        return type(self), (self.path, self.line, self.source, self.key, self.problem), self.__dict__
+
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         parts = [where]
@@ -71,6 +77,9 @@ class ConfigErrors(AggregatorError):
     def __init__(self, errors: Sequence[ConfigError]):
         super().__init__(f"{len(errors)} problem(s) in configuration")
         self.errors = tuple(errors)
+
+    def __reduce__(self) -> tuple[type[ConfigErrors], tuple[tuple[ConfigError, ...]]]:
+        return type(self), (self.errors,)
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)

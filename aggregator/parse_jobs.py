@@ -31,7 +31,7 @@ def parse_job(
 def parse_spooled(
     path: str, source: SourceConfig, url: str, content_type: str | None, fetched_at: datetime
 ) -> ParseResult:
-    """``parse_job`` of a body the daemon wrote to ``path`` (see ``Pipeline._in_fresh_process``)."""
+    """``parse_job`` of a body the daemon wrote to ``path`` (see ``Pipeline._from_file``)."""
     return parse_job(Path(path).read_bytes(), source, url, content_type, fetched_at)
 
 

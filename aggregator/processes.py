@@ -215,13 +215,43 @@ class ParsePool(Executor):
         self._workers = workers
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._width = 0  # the workers ``_executor`` may start
+        self._reserved = 0  # cores taken by processes parsing beside the pool (``reserved``)
         self.started = 0  # pools of workers started so far (the first job after each ``release``)
+
+    def _wanted_width(self) -> int:
+        return max(1, self._workers - self._reserved)
 
     def _new(self) -> ProcessPoolExecutor:
         self.started += 1
+        self._width = self._wanted_width()
         return ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=forkserver_context(), initializer=init_parse_worker
+            max_workers=self._width, mp_context=forkserver_context(), initializer=init_parse_worker
         )
+
+    @contextlib.contextmanager
+    def reserved(self) -> Iterator[None]:
+        """One core for a process that parses beside the pool (a big document): the pool is a worker
+        narrower while the block runs, and as wide as before after it.
+
+        Narrowing releases the workers (each ends after the jobs it was given); the next job starts
+        a narrower pool, and the first job after the block a full one again. On the large workload
+        the two pool workers, idle beside the process parsing its 33 MB calendar, held 76 MB PSS
+        of the tree's 389 MB peak; and three parsers on two cores only take turns.
+        """
+        with self._lock:
+            self._reserved += 1
+            narrower = self._executor is not None and self._width > self._wanted_width()
+        if narrower:
+            self.release()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= 1
+                wider = self._executor is not None and self._width < self._wanted_width()
+            if wider:
+                self.release()
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         with self._lock:

@@ -22,7 +22,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import USER_AGENT
-from aggregator import config as config_module
 from aggregator.config import Config, SourceConfig
 from aggregator.errors import AggregatorError, ConfigErrors
 from aggregator.fetch import Fetcher
@@ -39,6 +38,7 @@ from aggregator.runtime import (
     base_url_of,
     feeds_server,
     install_signal_handlers,
+    load_config_apart,
     open_configured_store,
     publish_from_store,
 )
@@ -308,7 +308,7 @@ class Daemon:
         store = self.store
 
         def read() -> tuple[Config, dict[str, SourceState]]:
-            new = config_module.load(
+            new = load_config_apart(
                 self.options.config_path, data_dir=self.options.data_dir, feeds_dir=self.options.feeds_dir
             )
             return new, {state.name: state for state in store.states()}

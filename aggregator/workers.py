@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Literal
 
 from aggregator import USER_AGENT
-from aggregator import config as config_module
 from aggregator.config import Config, SourceConfig
 from aggregator.errors import AggregatorError, ConfigError, ConfigErrors, StoreError
 from aggregator.fetch import Fetcher
@@ -48,6 +47,7 @@ from aggregator.runtime import (
     base_url_of,
     feeds_server,
     install_signal_handlers,
+    load_config_apart,
     open_configured_store,
     publish_from_store,
 )
@@ -93,7 +93,7 @@ class WorkerOptions:
 
 def load_config(options: WorkerOptions) -> Config:
     """sources.toml with the command line's folders and ``--database-url`` applied (raises ConfigErrors)."""
-    loaded = config_module.load(options.config_path, data_dir=options.data_dir, feeds_dir=options.feeds_dir)
+    loaded = load_config_apart(options.config_path, data_dir=options.data_dir, feeds_dir=options.feeds_dir)
     if options.database_url:
         loaded = replace(loaded, defaults=replace(loaded.defaults, database_url=options.database_url))
     return loaded

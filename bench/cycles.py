@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import USER_AGENT
-from aggregator import config as config_module
 from aggregator.config import Config
 from aggregator.fetch import Fetcher
 from aggregator.fragments import CACHE_FILE
@@ -58,7 +57,14 @@ from aggregator.processes import (
     release_free_memory,
     release_free_memory_every,
 )
-from aggregator.runtime import DataDirLock, PublishStandby, base_url_of, open_configured_store, publish_from_store
+from aggregator.runtime import (
+    DataDirLock,
+    PublishStandby,
+    base_url_of,
+    load_config_apart,
+    open_configured_store,
+    publish_from_store,
+)
 from aggregator.store.base import Store
 
 MERGED_FILES = ("news.xml", "news.atom", "news.json", "events.ics")
@@ -410,7 +416,7 @@ def main() -> int:
     args = parser.parse_args()
     plan = ["full", f"memory:{args.cycles}"] if args.cycles else args.plan.split(",")
     limit_malloc_arenas()  # as ``aggregator run`` does, before any thread starts
-    config = config_module.load(args.config)
+    config = load_config_apart(args.config)  # as the daemons read it
     with DataDirLock(config.data_dir):
         asyncio.run(run(config, plan, args.server, args.seed, not args.in_process_publish))
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from processtree import descendants, running
 
-from aggregator.processes import parse_pool
+from aggregator.processes import ParsePool, parse_pool
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
@@ -87,5 +87,48 @@ def test_a_year_of_batches_leaves_no_descriptor_thread_or_worker_behind() -> Non
         assert pool.started == 31
         assert len(workers) >= 30  # new workers every batch
         assert not [pid for pid in descendants(os.getpid()) if pid in workers and running(pid)]
+    finally:
+        pool.shutdown()
+
+
+def _run_side_by_side(pool: ParsePool, jobs: int) -> None:
+    """``jobs`` jobs at once, each long enough that none finds a worker idle: as many workers as the pool allows."""
+    for job in [pool.submit(time.sleep, 0.3) for _ in range(jobs)]:
+        job.result()
+
+
+def test_a_reserved_core_narrows_the_pool_by_a_worker_until_the_block_ends() -> None:
+    """A process parsing a big document beside the pool takes a core: the idle workers go, the jobs
+    meanwhile run in a pool of one, and after the block in a pool of two again."""
+    pool = parse_pool(2)
+    try:
+        _run_side_by_side(pool, 2)
+        wide = pool.worker_pids()
+        assert len(wide) == 2
+        with pool.reserved():
+            assert pool.worker_pids() == []
+            assert all(_gone(pid) for pid in wide)
+            _run_side_by_side(pool, 2)
+            (narrow,) = pool.worker_pids()
+            with pool.reserved():  # a second big document: a pool of one is as narrow as it gets
+                assert pool.worker_pids() == [narrow]
+            assert pool.worker_pids() == [narrow]
+        assert pool.worker_pids() == []
+        assert _gone(narrow)
+        _run_side_by_side(pool, 2)
+        assert len(pool.worker_pids()) == 2
+        assert pool.started == 3
+    finally:
+        pool.shutdown()
+
+
+def test_a_pool_of_one_stays_as_it_is_when_a_core_is_reserved() -> None:
+    pool = parse_pool(1)
+    try:
+        worker = pool.submit(os.getpid).result()
+        with pool.reserved():
+            assert pool.submit(os.getpid).result() == worker
+        assert pool.submit(os.getpid).result() == worker
+        assert pool.started == 1
     finally:
         pool.shutdown()

@@ -83,16 +83,19 @@ def test_a_big_body_is_parsed_through_a_file_that_is_removed(httpserver: HTTPSer
         assert not abandoned.exists()
         assert fresh.exists()
 
-        async def run() -> list[Outcome]:
+        async def run() -> list[SourceOutcome]:
             try:
-                return [o.outcome for o in await pipeline.run_all(config.sources)]
+                return await pipeline.run_all(config.sources)
             finally:
                 await pipeline.fetcher.aclose()
 
         outcomes = asyncio.run(run())
     finally:
         pool.shutdown()
-    assert outcomes == [Outcome.CHANGED, Outcome.CHANGED]
+    assert [o.outcome for o in outcomes] == [Outcome.CHANGED, Outcome.CHANGED]
+    # Each body's size is reported, though the daemon let go of both before storing (the big one
+    # as soon as it was in its file).
+    assert [o.nbytes for o in outcomes] == [len(big), len(_feed("silicon-saxony", 3, 1))]
     assert pipeline.bodies_spooled == 1  # the big one; the small one went through the pipe
     assert sorted(p.name for p in data.glob(".body-*")) == [".body-of-a-live-parse"]
     news = store.news(source="plastics-cluster")
