@@ -484,11 +484,12 @@ def _print_record(data: dict[str, Any], out: TextIO) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aggregator.processes import limit_malloc_arenas
+    from aggregator.processes import fork_forkserver, limit_malloc_arenas
     from aggregator.scheduler import Daemon, DaemonOptions
     from aggregator.workers import Coordinator, WorkerOptions, load_config, uses_workers
 
     limit_malloc_arenas()  # before any thread starts; the pool, publishers and workers inherit it
+    fork_forkserver()  # before anything is read: its children share the daemon's modules, not its data
 
     worker_options = WorkerOptions(
         config_path=args.config,

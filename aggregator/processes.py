@@ -16,17 +16,20 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = [
     "PARSE_WORKER_NAME",
@@ -38,6 +41,7 @@ __all__ = [
     "die_with_parent",
     "end_with_parent_process",
     "fork_call",
+    "fork_forkserver",
     "forkserver_context",
     "init_parse_worker",
     "init_publishing_process",
@@ -300,6 +304,65 @@ def forkserver_context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["aggregator.preload"])
     return context
+
+
+def fork_forkserver() -> bool:
+    """Start the forkserver as a fork of this process, not as a new interpreter: True when it did.
+
+    Started the usual way, the forkserver imported the pipeline and the publish again, a third
+    copy of the modules (the daemon's, the forkserver's shared with its children): 37 MB PSS of
+    the large workload's tree beside its publisher. Forked from the daemon before it reads
+    anything, it shares the daemon's pages of them, and its children do too. Only a process
+    with no other thread may fork (a thread's locks would be copied mid-flight), and only where
+    ``multiprocessing.forkserver`` is as this knows it (3.11-3.13); else the usual start, later.
+    """
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    server: Any = getattr(forkserver, "_forkserver", None)
+    if (
+        threading.active_count() > 1
+        or not (3, 11) <= sys.version_info[:2] <= (3, 13)
+        or server is None
+        or not hasattr(server, "_forkserver_pid")
+    ):
+        return False
+    importlib.import_module("aggregator.preload")  # what the forkserver's children run, loaded and frozen
+    with server._lock:
+        if server._forkserver_pid is not None:
+            return False
+        resource_tracker.ensure_running()  # a process of its own, started as usual
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = cast(Any, connection).arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()  # the clients hold the write end: its EOF ends the server
+            gc.collect()
+            gc.freeze()
+            pid = os.fork()
+            if pid == 0:  # the forkserver: nothing of the daemon's but its modules and these two ends
+                code = 1
+                try:
+                    _close_descriptors_but(0, 1, 2, listener.fileno(), alive_r)
+                    forkserver.main(listener.fileno(), alive_r, ["aggregator.preload"])
+                    code = 0
+                except SystemExit as stop:  # how ``main`` ends when the last client has gone
+                    code = stop.code if isinstance(stop.code, int) else 0
+                finally:
+                    os._exit(code)
+            os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    return True
+
+
+def _close_descriptors_but(*kept: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in kept:
+            with contextlib.suppress(OSError):
+                os.close(int(name))
 
 
 def parse_in_fresh_process(function: Callable[..., _T], *args: object) -> Future[_T]:

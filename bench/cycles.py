@@ -52,6 +52,7 @@ from aggregator.pipeline import Outcome, Pipeline, SourceOutcome
 from aggregator.processes import (
     PARSE_WORKER_NAME,
     PUBLISHING_PROCESS_NAME,
+    fork_forkserver,
     limit_malloc_arenas,
     parse_pool,
     release_free_memory,
@@ -416,6 +417,7 @@ def main() -> int:
     args = parser.parse_args()
     plan = ["full", f"memory:{args.cycles}"] if args.cycles else args.plan.split(",")
     limit_malloc_arenas()  # as ``aggregator run`` does, before any thread starts
+    fork_forkserver()  # as ``aggregator run`` does, before anything is read
     config = load_config_apart(args.config)  # as the daemons read it
     with DataDirLock(config.data_dir):
         asyncio.run(run(config, plan, args.server, args.seed, not args.in_process_publish))

@@ -58,3 +58,17 @@ def waits_opening_a_fifo(pid: int) -> bool:
         return any((task / "wchan").read_text() == "wait_for_partner" for task in Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
+
+
+def forkserver_of(daemon_pid: int) -> int:
+    """The daemon's forkserver: its child that is a fork of it (``fork_forkserver``: the same command line)."""
+    own_command = Path(f"/proc/{daemon_pid}/cmdline").read_bytes()
+    forks = []
+    for pid in children(daemon_pid):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == own_command:
+                forks.append(pid)
+        except OSError:
+            continue
+    assert len(forks) == 1, f"forks of {daemon_pid}: {forks}"
+    return forks[0]

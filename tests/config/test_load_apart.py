@@ -24,7 +24,7 @@ def _sources(count: int, *, broken: int | None = None) -> str:
         blocks.append(
             f'[[source]]\nname = "cluster-{n:05d}"\nurl = "https://cluster-{n}.example.eu/news.xml"\n'
             f'interval = "{interval}"\ntags = ["mobility", "hydrogen", "region-{n % 40}"]\n'
-            f'# {"Automotive, plastics and hydrogen cluster of the region, with its events. " * 2}\n'
+            f"# {'Automotive, plastics and hydrogen cluster of the region, with its events. ' * 2}\n"
         )
     return "[defaults]\nallow_private = true\n\n" + "\n".join(blocks)
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
-from processtree import children
+from processtree import children, forkserver_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ICS, REPO, RSS, DaemonProcess, Reply, Site, fixture_bytes, free_port, sources_toml
@@ -211,8 +211,13 @@ def test_index_html_renders_in_chromium_and_every_link_answers(running: Running,
 
 
 def test_the_daemons_child_processes_start_with_two_malloc_arenas(running: Running) -> None:
-    started = children(running.daemon.process.pid)
-    assert started  # the parse pool's server at least
-    for child in started:
+    """Started programs (the resource tracker) by the environment; forks (the forkserver, and from it
+    the workers and publishers) by malloc's own setting, which they copy from the daemon."""
+    daemon = running.daemon.process.pid
+    started = children(daemon)
+    forkserver = forkserver_of(daemon)  # forked after ``limit_malloc_arenas``: malloc's setting copied
+    started_anew = [child for child in started if child != forkserver]
+    assert started_anew  # the resource tracker at least
+    for child in started_anew:
         environment = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
         assert b"MALLOC_ARENA_MAX=2" in environment, child

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import feedparser
-from processtree import publishing_children, running, waits_opening_a_fifo
+from processtree import children, forkserver_of, publishing_children, running, waits_opening_a_fifo
 
 from .conftest import ICS, RSS, DaemonProcess, Site, fixture_bytes, free_port, sources_toml, status_json, wait_until
 
@@ -184,6 +184,9 @@ def test_sigterm_during_a_publish_stops_it_and_the_daemon_and_frees_the_data_dir
         return bool(publishers)
 
     wait_until(publisher_waits_at_the_fifo, "the start-up publish waiting at news.xml")
+    # The publisher's parent is the forkserver, a fork of the daemon (``fork_forkserver``).
+    forkserver = forkserver_of(first.process.pid)
+    assert publishers[0] in children(forkserver)
     # The event loop is free while the start-up publish runs: it serves, fetches and stores.
     assert first.get("/healthz").status_code == 200
     assert first.get("/readyz").status_code == 503
@@ -192,6 +195,7 @@ def test_sigterm_during_a_publish_stops_it_and_the_daemon_and_frees_the_data_dir
     first.signal(signal.SIGTERM)
     assert first.process.wait(timeout=60) == 0  # with the publish still waiting: it was stopped, not awaited
     assert not running(publishers[0])
+    wait_until(lambda: not running(forkserver), "the forkserver ended with the daemon")
     assert stat.S_ISFIFO(fifo.stat().st_mode)  # left as it was
     assert [e["event"] for e in first.events() if e["event"] in PUBLISHING] == ["publish-interrupted"]
     with (tmp_path / "data" / "aggregator.lock").open("rb") as lock:

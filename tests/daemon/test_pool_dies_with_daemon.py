@@ -7,12 +7,11 @@ for work from a daemon that no longer existed (seen as leftovers of the kill -9 
 
 from __future__ import annotations
 
-import contextlib
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from processtree import children, descendants, running
+from processtree import children, descendants, forkserver_of, running
 
 from .conftest import RSS, DaemonProcess, Site, fixture_bytes, free_port, sources_toml, wait_until
 
@@ -47,15 +46,6 @@ def test_the_parse_workers_end_when_their_daemon_is_killed(
     wait_until(lambda: not any(running(pid) for pid in below), f"processes {below} to end", limit=30)
 
 
-def _forkserver_of(daemon_pid: int) -> int:
-    """The daemon's parse forkserver: the child whose command line runs multiprocessing's forkserver."""
-    for pid in descendants(daemon_pid):
-        with contextlib.suppress(OSError):
-            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-    raise AssertionError(f"no forkserver below {daemon_pid}")
-
-
 def test_the_parse_workers_end_once_their_batch_is_published(
     site: Site, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
@@ -65,7 +55,7 @@ def test_the_parse_workers_end_once_their_batch_is_published(
     assert published[1]["written"] > 0
     assert published[1]["processes"] in (1, 2)  # 2 where the machine has two cores and room for a copy
     assert published[1]["events_packed"] is False  # a few events: decoded, not packed
-    forkserver = _forkserver_of(daemon.process.pid)
+    forkserver = forkserver_of(daemon.process.pid)
     wait_until(lambda: not [pid for pid in children(forkserver) if running(pid)], "the parse workers to end", limit=30)
     assert running(forkserver)
     assert (tmp_path / "feeds" / "sources" / "cluster-3.xml").is_file()
