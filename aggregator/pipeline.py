@@ -284,15 +284,14 @@ class Pipeline:
         return parsed
 
     async def _parse_or_store(
-        self, result: FetchResult, spooled: Path | None, source: SourceConfig, now: datetime
+        self, result: FetchResult, spooled: Path | None, size: int, source: SourceConfig, now: datetime
     ) -> ParseResult | StoredByParser:
         """``_parse`` of ``result``, except that a ``spooled`` body's records are stored by the process
         that parsed them (``parse_and_store``), when the store can be opened there: the daemon never
-        holds them. ``result.body`` is empty when ``spooled`` holds it."""
+        holds them. ``result.body`` is empty when ``spooled`` holds its ``size`` bytes."""
         url, content_type = result.final_url, result.content_type
         if spooled is None:  # small, or it could not be spooled: not again, the pool's pipe takes it
             return await self._parse_in_pool(result.body, source, url, content_type, now)
-        size = spooled.stat().st_size
         location = self.store.location()
         if location is None:
             return await self._from_file(spooled, size, source, parse_spooled, source, url, content_type, now)
@@ -400,7 +399,7 @@ class Pipeline:
         if spooled is not None:  # a process parses it from there: the daemon lets its copy go meanwhile
             result = replace(result, body=b"")
         try:
-            parsed = await self._parse_or_store(result, spooled, source, now)
+            parsed = await self._parse_or_store(result, spooled, size, source, now)
         except ParseError as error:  # e.g. an empty page: the source failed, the run goes on
             return await self._failed(source, state, now, _unreadable(result.final_url, error), started)
         if isinstance(parsed, StoredByParser):
