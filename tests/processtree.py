@@ -5,6 +5,7 @@ Plain module (not a conftest) so any test area can import it (``pythonpath = ["t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from aggregator.processes import PUBLISHING_PROCESS_NAME
@@ -72,3 +73,13 @@ def forkserver_of(daemon_pid: int) -> int:
             continue
     assert len(forks) == 1, f"forks of {daemon_pid}: {forks}"
     return forks[0]
+
+
+def ends_within(pid: int, timeout: float = 10.0) -> bool:
+    """Whether ``pid`` ends (or is a zombie nobody waits for) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from processtree import ends_within
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,19 +65,6 @@ def _run(code: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_the_forkserver_is_a_fork_of_the_process_and_its_children_work() -> None:
     (line,) = _run(FORKED)
     seen = json.loads(line)
@@ -90,7 +78,7 @@ def test_the_forkserver_is_a_fork_of_the_process_and_its_children_work() -> None
     # Nothing the process had open but its standard streams (a database, a socket) stays open in it.
     assert seen["held"] not in seen["server_files"]
     assert any(name.startswith("socket:") for name in seen["server_files"])  # its own listening socket
-    assert _gone(seen["server"])  # it ended with the process that forked it
+    assert ends_within(seen["server"])  # it ended with the process that forked it
 
 
 def test_a_process_with_threads_starts_its_forkserver_the_usual_way() -> None:

@@ -10,26 +10,11 @@ import os
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 import pytest
-from processtree import descendants, running
+from processtree import descendants, ends_within, running
 
 from aggregator.processes import ParsePool, parse_pool
-
-
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    """Whether ``pid`` has ended (or is a zombie nobody waits for) within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_released_workers_end_after_their_jobs_and_the_next_job_starts_new_ones() -> None:
@@ -43,7 +28,7 @@ def test_released_workers_end_after_their_jobs_and_the_next_job_starts_new_ones(
         pool.release()
         assert pool.worker_pids() == []
         assert slow.result() is None  # a job given before the release still runs to its end
-        assert _gone(first)
+        assert ends_within(first)
         second = pool.submit(os.getpid).result()
         assert second != first
         assert pool.started == 2
@@ -79,7 +64,7 @@ def test_a_year_of_batches_leaves_no_descriptor_thread_or_worker_behind() -> Non
         for _ in range(30):
             workers |= {future.result() for future in [pool.submit(os.getpid) for _ in range(4)]}
             pool.release()
-        assert all(_gone(pid) for pid in workers)
+        assert all(ends_within(pid) for pid in workers)
         deadline = time.monotonic() + 10
         while (descriptors(), threading.active_count()) != before and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -107,14 +92,14 @@ def test_a_reserved_core_narrows_the_pool_by_a_worker_until_the_block_ends() -> 
         assert len(wide) == 2
         with pool.reserved():
             assert pool.worker_pids() == []
-            assert all(_gone(pid) for pid in wide)
+            assert all(ends_within(pid) for pid in wide)
             _run_side_by_side(pool, 2)
             (narrow,) = pool.worker_pids()
             with pool.reserved():  # a second big document: a pool of one is as narrow as it gets
                 assert pool.worker_pids() == [narrow]
             assert pool.worker_pids() == [narrow]
         assert pool.worker_pids() == []
-        assert _gone(narrow)
+        assert ends_within(narrow)
         _run_side_by_side(pool, 2)
         assert len(pool.worker_pids()) == 2
         assert pool.started == 3
