@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar, cast
 __all__ = [
     "PARSE_WORKER_NAME",
     "PUBLISHING_PROCESS_NAME",
+    "RESOURCE_TRACKER_NAME",
     "ForkedCall",
     "ParsePool",
     "can_fork",
@@ -330,7 +331,9 @@ def fork_forkserver() -> bool:
     with server._lock:
         if server._forkserver_pid is not None:
             return False
-        resource_tracker.ensure_running()  # a process of its own, started as usual
+        gc.collect()
+        gc.freeze()
+        _fork_resource_tracker(resource_tracker)
         with socket.socket(socket.AF_UNIX) as listener:
             address = cast(Any, connection).arbitrary_address("AF_UNIX")
             listener.bind(address)
@@ -338,8 +341,6 @@ def fork_forkserver() -> bool:
                 os.chmod(address, 0o600)
             listener.listen()
             alive_r, alive_w = os.pipe()  # the clients hold the write end: its EOF ends the server
-            gc.collect()
-            gc.freeze()
             pid = os.fork()
             if pid == 0:  # the forkserver: nothing of the daemon's but its modules and these two ends
                 code = 1
@@ -356,6 +357,41 @@ def fork_forkserver() -> bool:
         server._forkserver_alive_fd = alive_w
         server._forkserver_pid = pid
     return True
+
+
+RESOURCE_TRACKER_NAME = "cf-tracker"
+
+
+def _fork_resource_tracker(resource_tracker: Any) -> None:
+    """multiprocessing's resource tracker as a fork of this process (else started as usual).
+
+    Started as usual it is a new interpreter: 7 MB PSS of the large workload's tree, to read
+    a pipe. Forked here, it shares this process's pages and owns only the few it writes.
+    Its pipe's write end is what ``getfd`` hands to every child; EOF (every holder gone) ends it.
+    """
+    tracker = resource_tracker._resource_tracker
+    if getattr(tracker, "_fd", 0) is not None or not hasattr(tracker, "_pid"):
+        resource_tracker.ensure_running()  # running already, or not as this knows it
+        return
+    read_end, write_end = os.pipe()
+    ignored = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, ignored)  # until ``main`` ignores them (as multiprocessing does)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _close_descriptors_but(0, 1, 2, read_end)
+                name_process(RESOURCE_TRACKER_NAME)
+                resource_tracker.main(read_end)
+                code = 0
+            finally:
+                os._exit(code)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, ignored)
+        os.close(read_end)
+    tracker._fd = write_end
+    tracker._pid = pid
 
 
 def _close_descriptors_but(*kept: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aggregator.processes import PUBLISHING_PROCESS_NAME
+from aggregator.processes import PUBLISHING_PROCESS_NAME, RESOURCE_TRACKER_NAME
 
 
 def children(pid: int) -> list[int]:
@@ -62,12 +62,15 @@ def waits_opening_a_fifo(pid: int) -> bool:
 
 
 def forkserver_of(daemon_pid: int) -> int:
-    """The daemon's forkserver: its child that is a fork of it (``fork_forkserver``: the same command line)."""
+    """The daemon's forkserver: its child that is a fork of it (``fork_forkserver``: the same command line), not the resource tracker."""
     own_command = Path(f"/proc/{daemon_pid}/cmdline").read_bytes()
     forks = []
     for pid in children(daemon_pid):
         try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes() == own_command:
+            if (
+                Path(f"/proc/{pid}/cmdline").read_bytes() == own_command
+                and Path(f"/proc/{pid}/comm").read_text().strip() != RESOURCE_TRACKER_NAME
+            ):
                 forks.append(pid)
         except OSError:
             continue

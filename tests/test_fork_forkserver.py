@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 FORKED = """
 import json, os, sys, tempfile, time
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from aggregator.processes import fork_forkserver, parse_pool
 
 held = tempfile.NamedTemporaryFile(prefix="daemon-data-")  # as the daemon's database would be
@@ -28,6 +28,7 @@ pool = parse_pool(1)
 worker = pool.submit(os.getpid).result()
 print(json.dumps({
     "forked": forked,
+    "pid": os.getpid(),
     "again": fork_forkserver(),
     "server": server,
     "server_parent": int(open(f"/proc/{server}/stat").read().rsplit(")", 1)[1].split()[1]),
@@ -38,13 +39,19 @@ print(json.dumps({
     "held": held.name,
     "server_files": [os.readlink(f"/proc/{server}/fd/{fd}") for fd in os.listdir(f"/proc/{server}/fd")],
     "sum": pool.submit(sum, [1, 2, 3]).result(),
+    "tracker": (tracker := resource_tracker._resource_tracker._pid),
+    "tracker_parent": int(open(f"/proc/{tracker}/stat").read().rsplit(")", 1)[1].split()[1]),
+    "tracker_name": open(f"/proc/{tracker}/comm").read().strip(),
+    "tracker_files": sorted(os.readlink(f"/proc/{tracker}/fd/{fd}") for fd in os.listdir(f"/proc/{tracker}/fd")),
+    "tracker_cmdline": open(f"/proc/{tracker}/cmdline").read(),
+    "tracker_fd": os.readlink(f"/proc/self/fd/{resource_tracker.getfd()}"),
 }), flush=True)
 pool.shutdown()
 """
 
 THREADED = """
 import threading, time
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from aggregator.processes import fork_forkserver, parse_pool
 
 threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
@@ -53,6 +60,8 @@ pool = parse_pool(1)
 print(pool.submit(sum, [4, 5]).result())
 server = forkserver._forkserver._forkserver_pid
 print("from multiprocessing.forkserver import main" in open(f"/proc/{server}/cmdline").read())
+tracker = resource_tracker._resource_tracker._pid
+print("from multiprocessing.resource_tracker import main" in open(f"/proc/{tracker}/cmdline").read())
 pool.shutdown()
 """
 
@@ -81,6 +90,20 @@ def test_the_forkserver_is_a_fork_of_the_process_and_its_children_work() -> None
     assert ends_within(seen["server"])  # it ended with the process that forked it
 
 
+def test_the_resource_tracker_is_a_fork_that_reads_only_its_pipe_and_ends_with_the_process() -> None:
+    (line,) = _run(FORKED)
+    seen = json.loads(line)
+    assert seen["tracker_name"] == "cf-tracker"
+    assert seen["tracker_cmdline"] == seen["own_cmdline"]  # not a new ``python -c ... resource_tracker``
+    assert seen["tracker_parent"] == seen["pid"]
+    assert seen["tracker_fd"].startswith("pipe:")
+    # Standard streams (stdin and stdout closed by the tracker) and the read end of the pipe the process writes to.
+    assert seen["tracker_fd"] in seen["tracker_files"]
+    assert seen["held"] not in seen["tracker_files"]
+    assert not any(name.startswith("socket:") for name in seen["tracker_files"])
+    assert ends_within(seen["tracker"])
+
+
 def test_a_process_with_threads_starts_its_forkserver_the_usual_way() -> None:
     assert _run(THREADED)[0] == "False None"
-    assert _run(THREADED)[1:] == ["9", "True"]
+    assert _run(THREADED)[1:] == ["9", "True", "True"]

@@ -21,6 +21,8 @@ from bs4 import BeautifulSoup
 from processtree import children, forkserver_of
 from prometheus_client.parser import text_string_to_metric_families
 
+from aggregator.processes import RESOURCE_TRACKER_NAME
+
 from .conftest import ICS, REPO, RSS, DaemonProcess, Reply, Site, fixture_bytes, free_port, sources_toml
 
 BATCH = ("vienna-news", "eccp-events", "clusterland-news", "vienna-news-de")
@@ -211,13 +213,17 @@ def test_index_html_renders_in_chromium_and_every_link_answers(running: Running,
 
 
 def test_the_daemons_child_processes_start_with_two_malloc_arenas(running: Running) -> None:
-    """Started programs (the resource tracker) by the environment; forks (the forkserver, and from it
-    the workers and publishers) by malloc's own setting, which they copy from the daemon."""
+    """Forks (the resource tracker, the forkserver, and from it the workers and publishers) copy
+    malloc's own setting from the daemon; started programs, if any, have it in their environment."""
     daemon = running.daemon.process.pid
-    started = children(daemon)
-    forkserver = forkserver_of(daemon)  # forked after ``limit_malloc_arenas``: malloc's setting copied
-    started_anew = [child for child in started if child != forkserver]
-    assert started_anew  # the resource tracker at least
-    for child in started_anew:
-        environment = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-        assert b"MALLOC_ARENA_MAX=2" in environment, child
+    own_command = Path(f"/proc/{daemon}/cmdline").read_bytes()
+    forks = []
+    for child in children(daemon):
+        if Path(f"/proc/{child}/cmdline").read_bytes() == own_command:  # forked after ``limit_malloc_arenas``
+            forks.append(Path(f"/proc/{child}/comm").read_text().strip())
+        else:
+            environment = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            assert b"MALLOC_ARENA_MAX=2" in environment, child
+    assert RESOURCE_TRACKER_NAME in forks
+    assert len(forks) == 2  # and the forkserver
+    assert forkserver_of(daemon)
