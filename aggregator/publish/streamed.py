@@ -140,6 +140,19 @@ class _Places:
         return Spilled(self._spill, self.offset[row], self.length[row])
 
 
+class _Texts:
+    """Strings kept in the spill file, not as objects: the large store's 103,000 UIDs were 11 MB as ``str``."""
+
+    def __init__(self, spill: SpillFile) -> None:
+        self._places = _Places(spill)
+
+    def append(self, text: str) -> None:
+        self._places.append(text.encode())
+
+    def __getitem__(self, row: int) -> str:
+        return self._places[row].read().decode()
+
+
 class _NewsRows:
     """One row per news item read, sources in configuration order, each source's in the store's order."""
 
@@ -174,7 +187,8 @@ class _EventRows:
         self.reposted = bytearray()
         self.title = array("q")
         self.when = array("q")  # start and recurrence (``dedupe._when``)
-        self.uid: list[str] = []
+        self.uid = _Texts(spill)  # read for the few shown apart and to rank UIDs; compared by ``uid_hash``
+        self.uid_hash = array("q")
         self.listable = bytearray()  # an occurrence in index.html's next days, or an override
         self.first_entry = array("i")
         self.entries = _Entries(spill)
@@ -689,6 +703,7 @@ class _Publish:
                 rows.title.append(keys_.title)
                 rows.when.append(_hash((_start_key(record.start), _series_key(record))))
                 rows.uid.append(record.uid)
+                rows.uid_hash.append(_hash(record.uid))
                 listable = record.recurrence_id is not None or bool(upcoming([event], self.now, _UPCOMING_DAYS + 1))
                 rows.listable.append(listable)
                 rows.first_entry.append(len(rows.entries))
@@ -1031,13 +1046,21 @@ class _Publish:
         self.entry_row = array("i")
         for row in range(len(rows)):
             self.entry_row.extend([row] * (self._entries_end(row) - rows.first_entry[row]))
-        uids = [rows.uid[self.entry_row[at]] + entries.suffix.get(at, "") for at in range(len(entries))]
-        rank_of = {uid: rank for rank, uid in enumerate(sorted(set(uids)))}
-        self.entry_rank = array("i", (rank_of[uid] for uid in uids))
-        del uids, rank_of
+        uids: list[str] = []
+        for row in range(len(rows)):
+            uid = rows.uid[row]
+            uids.extend(uid + entries.suffix.get(at, "") for at in range(rows.first_entry[row], self._entries_end(row)))
+        # Equal UIDs share a rank; ranked in one sort of positions (a set and a dict of 100,000 UIDs cost 15 MB).
+        self.entry_rank = array("i", bytes(4 * len(uids)))
+        rank, previous = -1, None
+        for at in sorted(range(len(uids)), key=uids.__getitem__):
+            if uids[at] != previous:
+                rank, previous = rank + 1, uids[at]
+            self.entry_rank[at] = rank
+        del uids, previous
         self.repeated_event_links = _repeated(rows.link)
         self.repeated_when = _repeated(rows.when)
-        self.repeated_uids = _repeated(_hash(uid) for uid in rows.uid)
+        self.repeated_uids = _repeated(rows.uid_hash)
 
     def _scope_events(self, members: Sequence[int]) -> _Scoped:
         """``merge_events`` of the members' current events (in configuration order, each source's in its order)."""
@@ -1053,7 +1076,7 @@ class _Publish:
         keyers: tuple[Callable[[int], int], ...] = (
             lambda i: links.get(i, 0),
             lambda i: ix.title[rows[i]],
-            lambda i: _hash(ix.uid[rows[i]]),
+            lambda i: ix.uid_hash[rows[i]],
         )
         for number, keyer in enumerate(keyers):
             keyed = ((i, keyer(i)) for i in meeting)
@@ -1065,16 +1088,16 @@ class _Publish:
         ix = self.events
         rank = self.source_rank
         owners: dict[str, tuple[int, int]] = {}
-        shared = [row for row in scoped.rows if _hash(ix.uid[row]) in self.repeated_uids]
-        for row in shared:
+        shared = {row: ix.uid[row] for row in scoped.rows if ix.uid_hash[row] in self.repeated_uids}
+        for row, uid in shared.items():
             claim = (ix.first_seen[row], rank[ix.source[row]])
-            current = owners.get(ix.uid[row])
+            current = owners.get(uid)
             if current is None or claim < current:
-                owners[ix.uid[row]] = claim
+                owners[uid] = claim
         return {
-            row: f"{ix.uid[row]}-{self.names[ix.source[row]]}"
-            for row in shared
-            if owners[ix.uid[row]][1] != rank[ix.source[row]]
+            row: f"{uid}-{self.names[ix.source[row]]}"
+            for row, uid in shared.items()
+            if owners[uid][1] != rank[ix.source[row]]
         }
 
     def _make_event_variants(self, scoped: _Scoped, renamed: Mapping[int, str]) -> None:
