@@ -15,7 +15,7 @@ import os
 import pickle
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -344,41 +344,43 @@ def _render_pages(
     listed: Sequence[StoredEvent],
     news_counts: Mapping[str, int],
     event_counts: Mapping[str, int],
-) -> list[_Output]:
-    """index.html and sources.opml."""
+    statuses: Mapping[str, tuple[str, str, str]] | None = None,
+) -> Iterator[_Output]:
+    """index.html, then sources.opml (each made when the previous is taken).
+
+    ``statuses``: ``source_status`` of each source's state, when not from ``data.states``.
+    """
     config = data.config
     sources = config.sources
     cap = config.defaults.max_items
     title = config.defaults.title
-    states = {s.name: s for s in data.states}
+    if statuses is None:
+        statuses = {s.name: source_status(s) for s in data.states}
     index_sources = [
         IndexSource(
             name=clean_text(s.name),
             stem=file_stem(s.name),
             site=_site(s),
             tags=s.tags,
-            state=states.get(s.name),
+            status=statuses.get(s.name) or source_status(None),
             items=min(news_counts[s.name], cap) + event_counts[s.name],
         )
         for s in sources
     ]
     index_tags = [IndexTag(clean_text(t), file_stem(t)) for t in sorted(_tag_sources(sources))]
-    pages = [
-        _Output(
-            "index.html",
-            (
-                render_index(
-                    title=title,
-                    base_url=data.base_url,
-                    news=latest,
-                    events=listed,
-                    sources=index_sources,
-                    tags=index_tags,
-                    now=data.now,
-                ),
-            ),
-        )
-    ]
+    yield _Output(
+        "index.html",
+        render_index(
+            title=title,
+            base_url=data.base_url,
+            news=latest,
+            events=listed,
+            sources=index_sources,
+            tags=index_tags,
+            now=data.now,
+        ),
+    )
+    del index_sources
     opml_entries = [
         OpmlEntry(
             name=clean_text(s.name),
@@ -389,8 +391,7 @@ def _render_pages(
         for s in sources
         if news_counts[s.name] or s.kind is not SourceKind.ICAL
     ]
-    pages.append(_Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),)))
-    return pages
+    yield _Output("sources.opml", (render_opml(f"{title}: sources", opml_entries),))
 
 
 def _valid_until(data: PublishInput, listed: Sequence[StoredEvent], leaving: datetime | None) -> datetime:
@@ -562,7 +563,7 @@ class _Holders:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     scopes: list[_Scope]
-    render_pages: Callable[[], list[_Output]]
+    render_pages: Callable[[], Iterable[_Output]]
     valid_until: Callable[[], datetime]
     holders: _Holders
 
@@ -752,7 +753,7 @@ def _plan(data: PublishInput) -> _Plan:
     for spec in specs[1 + len(sources) :]:
         scopes.append(scope(spec, partial(members_news, spec.members), partial(members_events, spec.members)))
 
-    def render_pages() -> list[_Output]:
+    def render_pages() -> Iterator[_Output]:
         news_known, events_known = page_news(), page_events()
         return _render_pages(
             data,
@@ -776,7 +777,7 @@ def render_all(data: PublishInput) -> list[_Output]:
     """Every published file as bytes (pure): merged, per source, per tag, index and OPML."""
     plan = _plan(data)
     with render_memo(), dedupe_memo():
-        return [output for s in plan.scopes for output in s.render_all()] + plan.render_pages()
+        return [output for s in plan.scopes for output in s.render_all()] + list(plan.render_pages())
 
 
 _WRITERS = 8  # fsync waits on the disk, not the GIL: parallel writers share journal commits
@@ -805,7 +806,7 @@ def _write_formats(
     scopes: Sequence[_Scope],
     formats: Sequence[int],
     *,
-    pages: tuple[Callable[[], list[_Output]], Callable[[], datetime]] | None,
+    pages: tuple[Callable[[], Iterable[_Output]], Callable[[], datetime]] | None,
     prune: bool,
     memory_budget: int,
     joined: Callable[[], list[_Written]],
@@ -993,7 +994,7 @@ def _publish(feeds_dir: Path, data: PublishInput) -> PublishReport:
     helpers: list[ForkedCall[_Written]] = []
     # The pages go to the last process: RSS (in this one) is the heaviest format.
     pages = (render_pages, valid_until)
-    pages_here: tuple[Callable[[], list[_Output]], Callable[[], datetime]] | None = None if theirs else pages
+    pages_here: tuple[Callable[[], Iterable[_Output]], Callable[[], datetime]] | None = None if theirs else pages
     for number, formats in enumerate(theirs, start=1):
         extra = pages if number == len(theirs) else None
         helper = fork_call(
