@@ -20,7 +20,7 @@ from aggregator.fragments import Fragment, fragment_bytes
 __all__ = ["fsync_directory", "remove_stale", "write_if_changed"]
 
 
-_CHUNK = 1 << 20  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
+_CHUNK = 256 << 10  # compared a chunk at a time: a 35 MB feed is not read back whole beside its new bytes
 
 
 def _unchanged(path: Path, parts: Sequence[Fragment]) -> bool:
@@ -39,7 +39,7 @@ def _unchanged(path: Path, parts: Sequence[Fragment]) -> bool:
         return False
 
 
-_BATCH = 512  # pieces per writev call (IOV_MAX is 1024 on Linux)
+_BATCH = 64  # pieces per writev call (IOV_MAX is 1024): eight writer threads held 512 read-back pieces each
 
 
 def _write_all(fd: int, parts: Sequence[Fragment]) -> None:
