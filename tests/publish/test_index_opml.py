@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import lxml.html
 from lxml import etree
 
 from aggregator.publish import publish
+from aggregator.publish.index import IndexSource, render_index, source_status
 from aggregator.records import SourceState
 
 
@@ -106,3 +108,36 @@ def test_opml_lists_every_source_feed_with_absolute_urls(feeds_dir, cluster_inpu
         {"type": "rss", "text": "gamma", "title": "gamma", "xmlUrl": "https://feeds.clusterfeeds.example/sources/gamma.xml",
          "htmlUrl": "https://gamma.clusterfeeds.example/", "category": "/mobility"},
     ]  # fmt: skip
+
+
+def test_a_long_index_comes_in_parts_that_join_into_the_whole_page() -> None:
+    """10,000 sources' rows are encoded as they are made (parts of about 64 KB), never held three times."""
+    sources = [
+        IndexSource(
+            name=f"Clúster Ñandú {n:05d} — Größe",  # multi-byte characters on every part's edges
+            stem=f"cluster-{n:05d}",
+            site=f"https://cluster-{n}.example.eu/",
+            tags=(),
+            status=source_status(None),
+            items=n,
+        )
+        for n in range(10_000)
+    ]
+    parts = render_index(
+        title="Cluster feeds",
+        base_url="https://feeds.example.eu/",
+        news=[],
+        events=[],
+        sources=sources,
+        tags=[],
+        now=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+    )
+    assert all(isinstance(part, bytes) for part in parts)
+    assert len(parts) > 50
+    assert max(len(part) for part in parts[:-1]) < 70_000
+    page = lxml.html.fromstring(b"".join(parts))
+    rows = page.xpath("//section[@aria-labelledby='sources']//tbody/tr")
+    assert len(rows) == 10_000
+    assert rows[4_321].findtext("th/a") == "Clúster Ñandú 04321 — Größe"
+    assert rows[4_321].xpath("td")[2].text == "4321"
+    assert rows[-1].findtext("th/a") == "Clúster Ñandú 09999 — Größe"
